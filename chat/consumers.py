@@ -1,0 +1,270 @@
+"""The conversation socket. Thin: authenticate, authorize every frame, validate, persist, start or stop a run.
+
+Each frame is checked again (the user may have lost access since connecting). A run is its own
+asyncio task because Channels finishes one handler before reading the next frame (Stop must get
+through). Every viewer of the conversation is in its channel-layer group and gets the same fragments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import timedelta
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import transaction
+from django.utils import timezone
+
+from chat import fragments
+from chat.forms import FrameForm
+from chat.models import Completion, Conversation, Endpoint, Message, message_rows
+from chat.runs import CompletionRun
+from chat.upstream.payload import PayloadError, build_payload
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+STALE_STREAM = timedelta(seconds=30)  # a "streaming" message not checkpointed for this long is dead
+
+
+def group_name(public_id) -> str:
+    return f"conversation-{public_id}"
+
+
+class Refused(Exception):
+    """A frame that cannot be carried out; the message is shown inline to the sender."""
+
+
+class Forbidden(Exception):
+    """The user may no longer see this conversation: the socket is closed."""
+
+
+READ_ONLY = "This conversation is read-only for you: only its owner can run or stop completions."
+
+
+class ConversationConsumer(AsyncWebsocketConsumer):
+    """Everyone allowed to see a conversation joins its group; its owner may also run completions."""
+
+    run: CompletionRun | None = None
+    task: asyncio.Task | None = None
+    closed = False
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.public_id = self.scope["url_route"]["kwargs"]["public_id"]
+        if await self._conversation() is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.group = group_name(self.public_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send(text_data=await self._snapshot())
+        # If a run is in progress (in any process), its owner re-sends the live message.
+        await self.channel_layer.group_send(self.group, {"type": "conversation.resync"})
+
+    async def disconnect(self, code: int) -> None:
+        self.closed = True  # the run may still finish: its last fragments go to the other viewers
+        if self.task is not None and not self.task.done():
+            self.task.cancel()  # closes the upstream request; the run saves the partial answer
+            # asyncio.wait, not gather: if the server gives up on this consumer, the run still finishes.
+            await asyncio.wait([self.task])
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        try:
+            data = json.loads(text_data or "")
+            if not isinstance(data, dict):
+                raise ValueError
+        except ValueError:
+            await self.send(text_data=fragments.frame_error("That frame was not understood (expected a JSON object)."))
+            return
+        form = FrameForm(data)
+        if not form.is_valid():
+            errors = "; ".join(e for errs in form.errors.values() for e in errs)
+            await self.send(text_data=fragments.frame_error(errors))
+            return
+        try:
+            await self._dispatch(form.cleaned_data)
+        except Forbidden:  # access was withdrawn since connecting
+            await self.close(code=CLOSE_FORBIDDEN)
+        except Refused as refusal:
+            await self.send(text_data=fragments.frame_error(str(refusal)))
+
+    async def _dispatch(self, data: dict) -> None:
+        action = data["action"]
+        if action in ("stop", "resync"):
+            conversation = await self._conversation()
+            if conversation is None:
+                raise Forbidden
+            if action == "resync":
+                await self.send(text_data=await self._snapshot())
+            elif not conversation.can_edit(self.scope["user"]):
+                raise Refused(READ_ONLY)
+            elif self._running():
+                self.task.cancel()
+            else:  # started from another tab or process: its consumer stops it
+                await self.channel_layer.group_send(self.group, {"type": "conversation.stop"})
+            return
+        if self._running():
+            raise Refused("A completion is already running; stop it first.")
+        # One trip to the database thread: authorize, save, and render the first fragments.
+        completion, reply, opening = await self._start(action, data)
+        await self.send(text_data=fragments.clear_frame_error())
+        await self.broadcast(opening)
+        self.run = CompletionRun(completion, reply, self.broadcast)
+        self.task = asyncio.create_task(self.run.run())
+
+    def _running(self) -> bool:
+        """A run is streaming (once saved, it is only sending its last fragments)."""
+        return self.task is not None and not self.task.done() and not self.run.saved
+
+    async def broadcast(self, html: str) -> None:
+        """Send to this socket while it is open, and through the group to every other viewer."""
+        if not self.closed:
+            try:
+                await self.send(text_data=html)
+            except Exception:  # the socket closed mid-send (Daphne raises); disconnect() cancels the run
+                self.closed = True
+        if self._others_may_watch():
+            await self.channel_layer.group_send(
+                self.group, {"type": "conversation.fragment", "html": html, "sender": self.channel_name}
+            )
+
+    def _others_may_watch(self) -> bool:
+        """The in-memory layer knows its groups exactly: skip the group send when nobody else watches
+        (its group_send scans every channel, which costs O(streams) per fragment). Other layers: always."""
+        groups = getattr(self.channel_layer, "groups", None)
+        if isinstance(groups, dict):
+            return len(groups.get(self.group, ())) > 1
+        return True
+
+    # --- group events ------------------------------------------------------------
+
+    async def conversation_fragment(self, event: dict) -> None:
+        if event.get("sender") != self.channel_name:
+            await self.send(text_data=event["html"])
+
+    async def conversation_stop(self, event: dict) -> None:
+        if self._running():
+            self.task.cancel()
+
+    async def conversation_resync(self, event: dict) -> None:
+        if self.run is not None and self.task is not None and not self.task.done():
+            await self.broadcast(self.run.snapshot())
+
+    async def conversation_recheck(self, event: dict) -> None:
+        """Shared, unshared or deleted (chat.sharing): a viewer who lost access is shown nothing more."""
+        if await self._conversation() is None:
+            await self.send(text_data=event["html"])
+            await self.close(code=CLOSE_FORBIDDEN)
+
+    # --- database -------------------------------------------------------------------
+
+    @database_sync_to_async
+    def _conversation(self) -> Conversation | None:
+        user = self.scope["user"]
+        if not user.is_active:
+            return None
+        return (
+            Conversation.objects.visible_to(user)
+            .select_related("endpoint", "endpoint__api_key", "owner")
+            .filter(public_id=self.public_id)
+            .first()
+        )
+
+    @database_sync_to_async
+    def _snapshot(self) -> str:
+        conversation = Conversation.objects.get(public_id=self.public_id)
+        messages = list(conversation.current_messages().select_related("completion"))
+        for message in messages:
+            message.conversation = conversation
+        streaming = any(m.status == Message.Status.STREAMING for m in messages)
+        return fragments.message_list(messages, message_rows(messages), streaming=streaming)
+
+    @database_sync_to_async
+    def _start(self, action: str, data: dict):
+        """Authorize, save what the user asked for and a Completion row before the upstream is
+        called, and render the opening fragments (the user's message, the placeholder)."""
+        user = self.scope["user"]
+        visible = Conversation.objects.visible_to(user).filter(public_id=self.public_id).values_list("pk", "owner_id").first()
+        if not user.is_active or visible is None:
+            raise Forbidden
+        if visible[1] != user.pk:
+            raise Refused(READ_ONLY)
+        with transaction.atomic():
+            conversation = Conversation.objects.select_for_update().get(pk=visible[0])
+            endpoint = Endpoint.objects.select_related("api_key").filter(pk=conversation.endpoint_id).first()
+            if endpoint is None or not endpoint.is_active:
+                raise Refused("This conversation has no active endpoint; pick one in the settings.")
+            if not Endpoint.objects.usable_by(user).filter(pk=endpoint.pk).exists():
+                raise Refused("You may not use this endpoint; pick another one in the settings.")
+            if self._live_stream(conversation):
+                raise Refused("A completion is already running in this conversation.")
+            current = list(conversation.current_messages())
+            user_message = None
+            if action == "send":
+                position = (current[-1].position + 1) if current else 0
+                user_message = Message.objects.create(
+                    conversation=conversation, position=position, role="user", content=data["content"]
+                )
+                current.append(user_message)
+            elif action == "edit":
+                target = next((m for m in current if m.public_id == data["message"] and m.role == "user"), None)
+                if target is None:
+                    raise Refused("That message cannot be edited (it is not one of the shown user messages).")
+                # The old message and everything after it become an earlier branch.
+                conversation.messages.filter(is_active=True, position__gte=target.position).update(is_active=False)
+                user_message = Message.objects.create(
+                    conversation=conversation, position=target.position, role="user", content=data["content"]
+                )
+                current = [m for m in current if m.position < target.position] + [user_message]
+            elif action == "run":  # answer the messages as they stand (tool results, hand-written turns)
+                if not current:
+                    raise Refused("Add a message first.")
+            elif action == "regenerate":
+                while current and current[-1].role == "assistant":
+                    current.pop()
+                if not current:
+                    raise Refused("There is no message to answer yet.")
+                conversation.messages.filter(is_active=True, position__gt=current[-1].position).update(is_active=False)
+            try:
+                body = build_payload(endpoint.model_id, conversation.api_messages(current), conversation.option_values())
+            except PayloadError as e:
+                raise Refused(f"The request is not valid: {e}") from None
+            if not conversation.title and user_message is not None:
+                conversation.title = user_message.text[:80]
+            conversation.save(update_fields=["title", "updated_at"])
+            completion = Completion.objects.create(
+                conversation=conversation, endpoint=endpoint, user=user, request_body=body,
+                status=Completion.Status.STREAMING,
+            )
+            reply = Message.objects.create(
+                conversation=conversation, position=current[-1].position + 1, role="assistant",
+                completion=completion, status=Message.Status.STREAMING,
+            )
+        completion.endpoint = endpoint  # keep the preloaded api_key for the run
+        opening = fragments.new_message(user_message) if user_message is not None else ""
+        return completion, reply, opening + fragments.new_message(reply) + fragments.stream_status(streaming=True)
+
+    @staticmethod
+    def _live_stream(conversation: Conversation) -> bool:
+        """Whether an answer is streaming now. A 'streaming' message left by a process that died (no
+        checkpoint for a while) is marked as interrupted, so the conversation goes on."""
+        streaming = conversation.messages.filter(status=Message.Status.STREAMING)
+        rows = list(streaming.values_list("pk", "updated_at", "is_active"))
+        if not rows:
+            return False
+        cutoff = timezone.now() - STALE_STREAM
+        dead = [pk for pk, updated_at, _ in rows if updated_at < cutoff]
+        if dead:
+            streaming.filter(pk__in=dead).update(
+                status=Message.Status.ERROR, error="Interrupted: the server stopped while this answer was streaming."
+            )
+        return any(active and updated_at >= cutoff for _, updated_at, active in rows)

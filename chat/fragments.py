@@ -1,0 +1,91 @@
+"""HTML fragments for the socket: htmx swaps each top-level element out of band, by id.
+
+This module and the partials in templates/chat/conversation.html are the only places
+that know DOM ids. All model text is escaped here or by template auto-escaping.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from django.template.loader import render_to_string
+
+PAGE = "chat/conversation.html"
+
+
+def dom_id(message, part: str = "") -> str:
+    return f"msg-{message.public_id}" + (f"-{part}" if part else "")
+
+
+def _partial(name: str, **context) -> str:
+    # A message that just finished has no tool results yet.
+    return render_to_string(f"{PAGE}#{name}", {"answered_calls": (), **context})
+
+
+def message(message, *, oob: str = "") -> str:
+    return _partial("message", message=message, oob=oob)
+
+
+def row(messages, *, oob: str = "") -> str:
+    """One message, or the n choices of one completion side by side."""
+    return _partial("message-row", row=messages, oob=oob)
+
+
+def new_message(msg) -> str:
+    """Append a message (the user's, or an assistant placeholder) to the list."""
+    return f'<div id="messages" hx-swap-oob="beforeend">{row([msg])}</div>'
+
+
+def append_content(msg, text: str) -> str:
+    return f'<div id="{dom_id(msg, "content")}" hx-swap-oob="beforeend">{escape(text)}</div>'
+
+
+def append_reasoning(msg, text: str) -> str:
+    return f'<div id="{dom_id(msg, "reasoning")}" hx-swap-oob="beforeend">{escape(text)}</div>'
+
+
+def append_tokens(msg, views: dict[str, tuple[str, str]]) -> str:
+    """Tokens for the live token views (chat/_logprobs.html), from chat.logprobs.LiveTokens (escaped):
+    {"reasoning" | "content": (spans continuing the view's last line block, new line blocks)}."""
+    parts = []
+    for view, (carry, lines) in views.items():
+        target = dom_id(msg, "lp-" + view)
+        if carry:
+            parts.append(f'<div hx-swap-oob="beforeend:#{target} > :last-child">{carry}</div>')
+        if lines:
+            parts.append(f'<div id="{target}" hx-swap-oob="beforeend">{lines}</div>')
+    return "".join(parts)
+
+
+def thinking(msg, reasoning: str, *, is_open: bool) -> str:
+    """The whole Thinking block: shown open while reasoning streams, folded once the answer starts."""
+    return _partial("thinking", message=msg, reasoning=reasoning, is_open=is_open, oob="outerHTML")
+
+
+def tool_calls(msg, calls: list[dict]) -> str:
+    return _partial("tool-calls", message=msg, calls=calls, oob="outerHTML")
+
+
+def final(msg, completion, choices=()) -> str:
+    """The finished message (markdown, thinking, tools, footer) and any other choices, replacing the
+    placeholder's row, and the idle status."""
+    for m in (msg, *choices):
+        m.completion = completion
+    return row([msg, *choices], oob="outerHTML") + stream_status(streaming=False)
+
+
+def stream_status(*, streaming: bool) -> str:
+    return _partial("stream-status", streaming=streaming, oob="true")
+
+
+def message_list(messages, rows, *, streaming: bool) -> str:
+    """The whole list, for a (re)connecting viewer."""
+    return _partial("message-list", thread=messages, rows=rows, oob="true") + stream_status(streaming=streaming)
+
+
+def frame_error(text: str) -> str:
+    return f'<div id="frame-error" class="error" role="alert" hx-swap-oob="true">{escape(text)}</div>'
+
+
+def clear_frame_error() -> str:
+    return '<div id="frame-error" class="error" role="alert" hx-swap-oob="true"></div>'

@@ -1,0 +1,286 @@
+"""One completion run: call the upstream, relay batched fragments, checkpoint, and always finalize.
+
+The consumer starts `CompletionRun.run()` as its own asyncio task (Channels handles one
+frame at a time, so a stream inside `receive()` would block Stop). Cancelling the task
+closes the upstream request; whatever happens, the answer so far is saved with a status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from channels.db import database_sync_to_async
+from django.db import transaction
+from django.utils import timezone
+
+from chat import fragments
+from chat.crypto import DecryptionError
+from chat.logprobs import LiveTokens
+from chat.models import Completion, Message
+from chat.upstream.chunks import (
+    ChoiceFinished,
+    ContentDelta,
+    ReasoningDelta,
+    StreamAccumulator,
+    StreamMeta,
+    ToolCallDelta,
+    UsageReport,
+)
+from chat.upstream.errors import UpstreamError
+from chat.upstream.families import FAMILIES
+from chat.upstream.thinking import ThinkSplitter, split_thinking
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 0.04  # s: batch token fragments, never one frame per token
+CHECKPOINT_INTERVAL = 2.0  # s: save the partial answer, by time, not per token
+
+Emit = Callable[[str], Awaitable[None]]
+
+
+def describe_error(error: UpstreamError) -> str:
+    """What the user sees for an upstream failure: the status and vLLM's own message."""
+    hints = {401: "the endpoint rejected its API key (ask an admin)", 403: "the endpoint refused access (ask an admin)",
+             404: "not found at this endpoint (is the model served there?)", 429: "the server is busy; retry shortly",
+             503: "the server is busy or starting; retry shortly"}
+    parts = []
+    if error.status:
+        parts.append(f"HTTP {error.status}")
+    if error.status in hints:
+        parts.append(hints[error.status])
+    kind = {"connect": "could not connect", "stream": "error during the stream"}.get(error.phase)
+    if not error.status and kind:
+        parts.append(kind)
+    if error.message:
+        parts.append(error.message)
+    return "Upstream error: " + " — ".join(parts)
+
+
+class CompletionRun:
+    """Streams one completion into one assistant message; `emit` sends HTML to every viewer."""
+
+    def __init__(self, completion: Completion, message: Message, emit: Emit) -> None:
+        self.completion = completion
+        self.message = message
+        self.endpoint = completion.endpoint
+        self.emit = emit
+        self.acc = StreamAccumulator()
+        family = FAMILIES.get(self.endpoint.family, FAMILIES["generic"])
+        self.think_tags = family.think_tags
+        # Without a reasoning parser, thinking arrives inline as <think>…</think>: split it live.
+        self.splitter = None if self.endpoint.reasoning_parser else ThinkSplitter(family.think_tags)
+        self.tokens = LiveTokens(route_inline=self.splitter is not None)  # the live token view (logprobs)
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.pending_content: list[str] = []
+        self.pending_reasoning: list[str] = []
+        self.tools_dirty = False
+        self.thinking_state = "none"  # none -> open (reasoning streaming) -> closed (answer started)
+        self.started = 0.0
+        self.first_token_at: float | None = None
+        self.last_flush = 0.0
+        self.last_checkpoint = 0.0
+        self.flush_handle: asyncio.TimerHandle | None = None
+        self.choices: list[Message] = []  # the other choices when n > 1
+        self.chunks = 0
+        self.checkpointing: asyncio.Task | None = None
+        self.saved = False
+        self.response: dict | None = None  # the answer of a non-streamed request
+
+    # --- the task ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        body = self.completion.request_body
+        # last_flush stays 0: the first token goes out at once, later ones in 40 ms batches.
+        self.started = self.last_checkpoint = time.monotonic()
+        outcome, cancelled = {"status": Message.Status.COMPLETE}, False
+        try:
+            client = self.endpoint.client()
+            if body.get("stream"):
+                async for event in client.stream_chat(body):
+                    await self._handle(event)
+            else:
+                self._take_response(await client.create_chat(body))
+        except asyncio.CancelledError:
+            outcome, cancelled = {"status": Message.Status.CANCELLED}, True
+        except UpstreamError as error:
+            outcome = {"status": Message.Status.ERROR, "error": describe_error(error), "status_code": error.status}
+        except DecryptionError as error:
+            outcome = {"status": Message.Status.ERROR, "error": f"{error} Ask an admin to re-enter the endpoint's key."}
+        except Exception:  # never a stack trace to the user; the log has it (no key: it is a header)
+            log.exception("completion %s failed", self.completion.public_id)
+            outcome = {"status": Message.Status.ERROR, "error": "Internal error while running the completion; see the server log."}
+        # Outside the try: a cancel that lands while the final fragments go out must not
+        # turn a finished answer into a stopped one (the save itself is shielded).
+        await self._finish(**outcome)
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _handle(self, event) -> None:
+        self.acc.feed(event)
+        if isinstance(event, StreamMeta):  # one per chunk
+            self.chunks += 1
+        if isinstance(event, StreamMeta | UsageReport | ChoiceFinished):
+            return
+        if getattr(event, "choice", 0) != 0:
+            return  # only the first choice streams live; all choices are saved at the end
+        self.tokens.feed(event)
+        if isinstance(event, ContentDelta):
+            pieces = self.splitter.feed(event.text) if self.splitter else [("content", event.text)]
+            for kind, text in pieces:
+                self._add(kind, text)
+        elif isinstance(event, ReasoningDelta):
+            self._add("reasoning", event.text)
+        elif isinstance(event, ToolCallDelta):
+            self.tools_dirty = True
+            self._first_token()
+        await self._maybe_flush()
+
+    def _add(self, kind: str, text: str) -> None:
+        if not text:
+            return
+        self._first_token()
+        (self.content if kind == "content" else self.reasoning).append(text)
+        (self.pending_content if kind == "content" else self.pending_reasoning).append(text)
+
+    def _first_token(self) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+
+    # --- batching and checkpoints ---------------------------------------------------
+
+    async def _maybe_flush(self) -> None:
+        now = time.monotonic()
+        if now - self.last_flush >= FLUSH_INTERVAL:
+            await self.flush()
+        elif self.flush_handle is None:
+            # Deltas are waiting: make sure they go out even if the stream pauses.
+            loop = asyncio.get_running_loop()
+            self.flush_handle = loop.call_later(FLUSH_INTERVAL, lambda: asyncio.ensure_future(self.flush()))
+        if now - self.last_checkpoint >= CHECKPOINT_INTERVAL and self.checkpointing is None:
+            # In the background, one at a time: the stream never waits for the database.
+            self.last_checkpoint = now
+            self.checkpointing = asyncio.create_task(self._checkpoint())
+
+    async def flush(self) -> None:
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+            self.flush_handle = None
+        self.last_flush = time.monotonic()
+        parts = []
+        if self.pending_reasoning:
+            if self.thinking_state == "none":
+                self.thinking_state = "open"
+                parts.append(fragments.thinking(self.message, "".join(self.reasoning), is_open=True))
+            else:
+                parts.append(fragments.append_reasoning(self.message, "".join(self.pending_reasoning)))
+            self.pending_reasoning = []
+        if self.pending_content:
+            if self.thinking_state == "open":  # the answer started: fold the thinking away
+                self.thinking_state = "closed"
+                parts.append(fragments.thinking(self.message, "".join(self.reasoning), is_open=False))
+            parts.append(fragments.append_content(self.message, "".join(self.pending_content)))
+            self.pending_content = []
+        if self.tools_dirty:
+            self.tools_dirty = False
+            choices = self.acc.result()["choices"]
+            parts.append(fragments.tool_calls(self.message, choices[0]["message"]["tool_calls"] if choices else []))
+        tokens = self.tokens.take()
+        if tokens:
+            parts.append(fragments.append_tokens(self.message, tokens))
+        if parts:
+            await self.emit("".join(parts))
+
+    def snapshot(self) -> str:
+        """The streaming message as it stands, for a viewer who (re)connects mid-stream."""
+        # Only what was already sent: the pending tail goes out with the next flush to everyone.
+        self.message.content = "".join(self.content[: len(self.content) - len(self.pending_content)])
+        self.message.reasoning = "".join(self.reasoning[: len(self.reasoning) - len(self.pending_reasoning)])
+        self.message.logprobs = self.tokens.logprobs()
+        return fragments.row([self.message], oob="outerHTML")
+
+    async def _checkpoint(self) -> None:
+        try:
+            await Message.objects.filter(pk=self.message.pk).aupdate(
+                content="".join(self.content), reasoning="".join(self.reasoning), updated_at=timezone.now()
+            )
+        finally:
+            self.checkpointing = None
+
+    # --- finishing -----------------------------------------------------------------
+
+    def _take_response(self, response: dict) -> None:
+        """A non-streamed answer: fill the accumulator's view from the response."""
+        self._first_token()
+        self.acc.id, self.acc.model, self.acc.usage = response.get("id"), response.get("model"), response.get("usage")
+        self.response = response
+
+    async def _finish(self, status: str, error: str = "", status_code: int | None = None) -> None:
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+            self.flush_handle = None
+        if self.splitter:
+            for kind, text in self.splitter.flush():
+                self._add(kind, text)
+        result = self.response or self.acc.result()
+        finished = time.monotonic()
+        if self.checkpointing is not None:
+            await asyncio.gather(self.checkpointing, return_exceptions=True)
+        await asyncio.shield(database_sync_to_async(self._save)(status, error, status_code, result, finished))
+        self.saved = True  # from here on only fragments go out: a new run may start
+        await self.flush()  # the last batch: the live view is whole before the final render replaces it
+        # Markdown + Pygments can take tens of ms on a long answer: keep it off the event loop.
+        await self.emit(await asyncio.to_thread(fragments.final, self.message, self.completion, self.choices))
+
+    @transaction.atomic
+    def _save(self, status, error, status_code, result: dict, finished) -> None:
+        """The final state in one transaction, in one trip to the database thread."""
+        choices = result.get("choices") or []
+        first = choices[0] if choices else None
+        self._fill(self.message, first, streamed_text=True)
+        self.message.status = status
+        self.message.error = error
+        self.message.save()
+        for choice in choices[1:]:  # n > 1: the other choices, kept beside the first
+            extra = Message(
+                conversation=self.message.conversation, position=self.message.position, role="assistant",
+                completion=self.completion, choice_index=choice.get("index", 0), status=status,
+            )
+            self._fill(extra, choice, streamed_text=False)
+            extra.save()
+            self.choices.append(extra)
+        completion = self.completion
+        completion.response_id = self.acc.id or ""
+        completion.response_model = self.acc.model or ""
+        completion.usage = self.acc.usage
+        completion.chunk_count = self.chunks
+        completion.response_body = result
+        completion.status = {Message.Status.COMPLETE: Completion.Status.COMPLETE, Message.Status.CANCELLED: Completion.Status.CANCELLED}.get(status, Completion.Status.ERROR)
+        completion.error_status = status_code
+        completion.error_message = error
+        completion.finished_at = timezone.now()
+        completion.duration_ms = (finished - self.started) * 1000
+        if self.first_token_at is not None:
+            completion.ttft_ms = (self.first_token_at - self.started) * 1000
+            tokens = (self.acc.usage or {}).get("completion_tokens")
+            generating = finished - self.first_token_at
+            if tokens and generating > 0:
+                completion.tokens_per_s = tokens / generating
+        completion.save()
+
+    def _fill(self, message: Message, choice: dict | None, streamed_text: bool) -> None:
+        """Copy one choice onto a message; the first choice keeps the live-split text on cancel/error."""
+        data = (choice or {}).get("message") or {}
+        content, reasoning = data.get("content") or "", data.get("reasoning") or data.get("reasoning_content") or ""
+        if self.splitter and not reasoning:
+            reasoning, content = split_thinking(content, self.think_tags)
+        if streamed_text and not choice:
+            content, reasoning = "".join(self.content), "".join(self.reasoning)
+        message.content = content
+        message.reasoning = reasoning
+        message.tool_calls = data.get("tool_calls") or None
+        message.logprobs = (choice or {}).get("logprobs")
+        message.finish_reason = (choice or {}).get("finish_reason") or ""

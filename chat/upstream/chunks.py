@@ -1,0 +1,447 @@
+"""Streamed `chat.completion.chunk` objects -> events -> one final response.
+
+Events are the contract between this layer and everything above it (the
+consumer, the fragments, the simulator's tests), so each one documents its
+fields. They are frozen dataclasses; don't subclass them. `choice` is always
+the choice's `index` (several choices stream interleaved when `n` > 1).
+
+    parser = StreamParser()            # sans-I/O: bytes in, events out
+    acc = StreamAccumulator()
+    for piece in pieces:
+        for event in parser.feed(piece):
+            acc.feed(event)
+    for event in parser.close():       # StreamTruncated if [DONE] never came
+        acc.feed(event)
+    acc.result()                       # shaped like vLLM's non-stream response
+
+Errors are exceptions, not events: an error object inside the stream raises
+UpstreamStreamError, undecodable data raises UpstreamProtocolError, in
+stream order (after the events that came before them).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from .errors import UpstreamError, UpstreamProtocolError, UpstreamStreamError, error_from_object
+from .sse import DONE, SSEDecoder
+
+__all__ = [
+    "ChoiceFinished",
+    "ContentDelta",
+    "Event",
+    "LogprobsDelta",
+    "ReasoningDelta",
+    "RoleDelta",
+    "StreamAccumulator",
+    "StreamDone",
+    "StreamMeta",
+    "StreamParser",
+    "StreamTruncated",
+    "ToolCallDelta",
+    "UsageReport",
+    "parse_chunk",
+]
+
+
+@dataclass(frozen=True)
+class StreamMeta:
+    """Identity of the completion, from the first chunk (and again if it changes).
+
+    id: vLLM's completion id ("chatcmpl-..."); model: the served model name as
+    the server reports it (may differ from the requested alias); created: Unix
+    seconds. Any may be None when an imitation server omits it.
+    """
+
+    id: str | None
+    model: str | None
+    created: int | None
+
+
+@dataclass(frozen=True)
+class RoleDelta:
+    """The choice's author role, sent once at the start ("assistant")."""
+
+    choice: int
+    role: str
+
+
+@dataclass(frozen=True)
+class ContentDelta:
+    """More answer text for a choice; append `text` to what came before."""
+
+    choice: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    """More reasoning ("thinking") text for a choice, parsed out by vLLM's
+    reasoning parser; read from `delta.reasoning` or the older
+    `delta.reasoning_content`. Text left inline as <think> is ContentDelta:
+    see thinking.py."""
+
+    choice: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call. Pieces with the same (choice, index) belong
+    together: the first carries `id`, `type` and `name` (arguments usually
+    None), later ones only `arguments` fragments (a few characters each) to be
+    concatenated. A second call in the same turn has index 1, and so on."""
+
+    choice: int
+    index: int
+    id: str | None
+    type: str | None
+    name: str | None
+    arguments: str | None
+
+
+@dataclass(frozen=True)
+class LogprobsDelta:
+    """Token log probabilities for the text in the same chunk.
+
+    content: vLLM's `logprobs.content` entries, one per token:
+    {"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}]}.
+    field: which text they belong to: "content", "reasoning", or None when the
+    chunk carried no text (e.g. a tag token swallowed by the reasoning parser);
+    the accumulator then files them with the neighbouring text.
+    """
+
+    choice: int
+    content: list[dict]
+    field: str | None
+
+
+@dataclass(frozen=True)
+class ChoiceFinished:
+    """The choice is complete.
+
+    finish_reason: "stop" (natural end or a stop string), "length"
+    (max_tokens), "tool_calls", "abort", ... ; note that vLLM reports "stop",
+    not "tool_calls", when a named tool_choice forced the call.
+    stop_reason: vLLM extension: the stop string or token id that ended it,
+    or None for EOS.
+    """
+
+    choice: int
+    finish_reason: str
+    stop_reason: str | int | None = None
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """Token usage: {"prompt_tokens", "completion_tokens", "total_tokens", ...}.
+
+    Sent once in a final chunk with `choices: []` when
+    `stream_options.include_usage` is on, or in every chunk with vLLM's
+    `continuous_usage_stats` (running totals: the last one wins).
+    """
+
+    usage: dict
+
+
+@dataclass(frozen=True)
+class StreamDone:
+    """`data: [DONE]` arrived: the stream ended normally."""
+
+
+@dataclass(frozen=True)
+class StreamTruncated:
+    """The stream ended without `[DONE]`. Only StreamParser.close() emits it;
+    the client raises UpstreamProtocolError(truncated=True) instead."""
+
+
+Event = (
+    StreamMeta
+    | RoleDelta
+    | ContentDelta
+    | ReasoningDelta
+    | ToolCallDelta
+    | LogprobsDelta
+    | ChoiceFinished
+    | UsageReport
+    | StreamDone
+    | StreamTruncated
+)
+
+
+def parse_chunk(obj: dict) -> list[Event]:
+    """Events carried by one decoded chunk, in wire order.
+
+    Stateless and tolerant of missing fields (OpenAI imitations omit some).
+    Raises UpstreamStreamError for an in-stream error object and
+    UpstreamProtocolError for something that is not a chunk at all.
+    """
+    if not isinstance(obj, dict):
+        raise UpstreamProtocolError(
+            f"expected a JSON object in the stream, got {type(obj).__name__}", phase="stream"
+        )
+    error = error_from_object(obj)
+    if error is not None:
+        raise UpstreamStreamError(
+            error.message, status=error.status, type=error.type, param=error.param, code=error.code
+        )
+    choices = obj.get("choices") or []
+    if not isinstance(choices, list):
+        raise UpstreamProtocolError("chunk `choices` is not a list", phase="stream")
+    events: list[Event] = [StreamMeta(obj.get("id"), obj.get("model"), obj.get("created"))]
+    for position, choice in enumerate(choices):
+        if isinstance(choice, dict):
+            events.extend(_parse_choice(choice, position))
+    usage = obj.get("usage")
+    if isinstance(usage, dict):
+        events.append(UsageReport(usage))
+    return events
+
+
+def _parse_choice(choice: dict, position: int) -> list[Event]:
+    index = choice.get("index", position)
+    delta = choice.get("delta") or {}
+    events: list[Event] = []
+    if delta.get("role"):
+        events.append(RoleDelta(index, delta["role"]))
+    reasoning = delta.get("reasoning")
+    if reasoning is None:
+        reasoning = delta.get("reasoning_content")  # vLLM < 0.10's name
+    if reasoning:
+        events.append(ReasoningDelta(index, reasoning))
+    content = delta.get("content")
+    if content:
+        events.append(ContentDelta(index, content))
+    for position_in_list, call in enumerate(delta.get("tool_calls") or []):
+        function = call.get("function") or {}
+        events.append(
+            ToolCallDelta(
+                choice=index,
+                index=call.get("index", position_in_list),
+                id=call.get("id"),
+                type=call.get("type"),
+                name=function.get("name"),
+                arguments=function.get("arguments"),
+            )
+        )
+    logprobs = choice.get("logprobs")
+    if isinstance(logprobs, dict) and logprobs.get("content"):
+        field = "content" if content else "reasoning" if reasoning else None
+        events.append(LogprobsDelta(index, list(logprobs["content"]), field))
+    if choice.get("finish_reason"):
+        events.append(ChoiceFinished(index, choice["finish_reason"], choice.get("stop_reason")))
+    return events
+
+
+class StreamParser:
+    """Sans-I/O: raw SSE bytes (any split) in, events out.
+
+    Emits StreamMeta only when it changes, StreamDone at `[DONE]`, and
+    StreamTruncated from close() if `[DONE]` never came. Anything after
+    `[DONE]` is ignored.
+
+    Errors keep their place in the stream: when a piece holds good chunks
+    and then an error, feed() returns the good events and the error is
+    raised by the next feed(), check() or close(). Call check() after
+    handling each batch.
+    """
+
+    def __init__(self) -> None:
+        self._decoder = SSEDecoder()
+        self._meta: StreamMeta | None = None
+        self._error: UpstreamError | None = None
+        self.done = False
+
+    def feed(self, piece: bytes | str) -> list[Event]:
+        self.check()
+        if self.done:
+            return []
+        return self._events(self._decoder.feed(piece))
+
+    def check(self) -> None:
+        """Raise the error that ended the last batch, if any."""
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def close(self) -> list[Event]:
+        """End of input. An event left without its blank line still counts;
+        a half-received chunk is dropped (the stream was cut: truncated)."""
+        self.check()
+        if self.done:
+            return []
+        try:
+            events = self._events(self._decoder.flush())  # at most one event
+        except UpstreamStreamError:
+            raise
+        except UpstreamProtocolError:
+            events = []  # a half-received chunk: the stream was cut
+        if not self.done:
+            events.append(StreamTruncated())
+        return events
+
+    def _events(self, datas) -> list[Event]:
+        events: list[Event] = []
+        for data in datas:
+            if self.done:
+                break
+            try:
+                events.extend(self._parse(data))
+            except UpstreamError as error:
+                if not events:
+                    raise
+                self._error = error
+                break
+        return events
+
+    def _parse(self, data) -> list[Event]:
+        if data is DONE:
+            self.done = True
+            return [StreamDone()]
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            raise UpstreamProtocolError(f"undecodable data in the stream: {data[:120]!r}", phase="stream") from None
+        events = []
+        for event in parse_chunk(obj):
+            if isinstance(event, StreamMeta):
+                if event == self._meta:
+                    continue
+                self._meta = event
+            events.append(event)
+        return events
+
+
+@dataclass
+class _ToolCall:
+    id: str | None = None
+    type: str | None = None
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Choice:
+    role: str = "assistant"
+    content: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    tool_calls: dict[int, _ToolCall] = field(default_factory=dict)
+    logprobs: dict[str, list[dict]] = field(default_factory=lambda: {"content": [], "reasoning": []})
+    pending_logprobs: list[dict] = field(default_factory=list)  # no text seen yet
+    last_field: str | None = None
+    finish_reason: str | None = None
+    stop_reason: str | int | None = None
+
+
+class StreamAccumulator:
+    """Folds events into the final response, as vLLM would have answered
+    without streaming. Pure; feed it events in order, call result() any time
+    (a partial result is what to save when a stream is stopped or fails)."""
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.model: str | None = None
+        self.created: int | None = None
+        self.usage: dict | None = None
+        self.done = False
+        self.truncated = False
+        self._choices: dict[int, _Choice] = {}
+
+    def feed(self, event: Event) -> None:
+        if isinstance(event, StreamMeta):
+            self.id = event.id or self.id
+            self.model = event.model or self.model
+            self.created = event.created if event.created is not None else self.created
+        elif isinstance(event, UsageReport):
+            self.usage = event.usage
+        elif isinstance(event, StreamDone):
+            self.done = True
+        elif isinstance(event, StreamTruncated):
+            self.truncated = True
+        else:
+            self._feed_choice(self._choice(event.choice), event)
+
+    def _choice(self, index: int) -> _Choice:
+        return self._choices.setdefault(index, _Choice())
+
+    def _feed_choice(self, choice: _Choice, event: Event) -> None:
+        if isinstance(event, RoleDelta):
+            choice.role = event.role
+        elif isinstance(event, ContentDelta):
+            self._text(choice, "content", event.text)
+        elif isinstance(event, ReasoningDelta):
+            self._text(choice, "reasoning", event.text)
+        elif isinstance(event, ToolCallDelta):
+            call = choice.tool_calls.setdefault(event.index, _ToolCall())
+            call.id = call.id or event.id
+            call.type = call.type or event.type
+            call.name += event.name or ""
+            if event.arguments:
+                call.arguments.append(event.arguments)
+        elif isinstance(event, LogprobsDelta):
+            where = event.field or choice.last_field
+            if where is None:
+                choice.pending_logprobs.extend(event.content)
+            else:
+                choice.logprobs[where].extend(event.content)
+        elif isinstance(event, ChoiceFinished):
+            choice.finish_reason = event.finish_reason
+            choice.stop_reason = event.stop_reason
+
+    @staticmethod
+    def _text(choice: _Choice, where: str, text: str) -> None:
+        getattr(choice, where).append(text)
+        choice.last_field = where
+        if choice.pending_logprobs:  # tokens before the first text belong to it
+            choice.logprobs[where][:0] = choice.pending_logprobs
+            choice.pending_logprobs = []
+
+    def text(self, choice: int = 0) -> str:
+        """The content received so far for one choice."""
+        return "".join(self._choices[choice].content) if choice in self._choices else ""
+
+    def result(self) -> dict:
+        """The response as vLLM's non-stream shape (`object: chat.completion`).
+
+        message.content / message.reasoning are None when nothing arrived;
+        message.tool_calls is always a list; logprobs is None or
+        {"content": [...]} plus "reasoning": [...] when reasoning tokens had
+        logprobs (vLLM's non-stream answer mixes both into "content").
+        """
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [self._choice_result(i, c) for i, c in sorted(self._choices.items())],
+            "usage": self.usage,
+        }
+
+    @staticmethod
+    def _choice_result(index: int, choice: _Choice) -> dict:
+        logprobs = None
+        content_lp = choice.logprobs["content"] + choice.pending_logprobs
+        if content_lp or choice.logprobs["reasoning"]:
+            logprobs = {"content": content_lp}
+            if choice.logprobs["reasoning"]:
+                logprobs["reasoning"] = choice.logprobs["reasoning"]
+        return {
+            "index": index,
+            "message": {
+                "role": choice.role,
+                "content": "".join(choice.content) if choice.content else None,
+                "reasoning": "".join(choice.reasoning) if choice.reasoning else None,
+                "tool_calls": [
+                    {
+                        "id": call.id,
+                        "type": call.type or "function",
+                        "function": {"name": call.name, "arguments": "".join(call.arguments)},
+                    }
+                    for _, call in sorted(choice.tool_calls.items())
+                ],
+            },
+            "logprobs": logprobs,
+            "finish_reason": choice.finish_reason,
+            "stop_reason": choice.stop_reason,
+        }

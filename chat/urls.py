@@ -1,0 +1,28 @@
+from django.urls import path
+
+from chat import views, views_history
+
+app_name = "chat"
+
+urlpatterns = [
+    path("", views_history.index, name="index"),
+    path("conversations/new", views_history.conversation_new, name="conversation_new"),
+    path("conversations/import", views.conversation_import, name="conversation_import"),
+    path("c/<uuid:public_id>/", views.conversation, name="conversation"),
+    path("c/<uuid:public_id>/settings", views.conversation_settings, name="conversation_settings"),
+    path("c/<uuid:public_id>/preset", views.conversation_preset, name="conversation_preset"),
+    path("c/<uuid:public_id>/messages/add", views.message_add, name="message_add"),
+    path("c/<uuid:public_id>/messages/<uuid:message_id>/tool-result", views.tool_result, name="tool_result"),
+    path("c/<uuid:public_id>/messages/<uuid:message_id>/pick", views.message_pick, name="message_pick"),
+    path("c/<uuid:public_id>/messages/<uuid:message_id>/edit", views.message_edit, name="message_edit"),
+    path("c/<uuid:public_id>/messages/<uuid:message_id>/delete", views.message_delete, name="message_delete"),
+    path("completions/<uuid:public_id>/code", views.completion_code, name="completion_code"),
+    path("completions/<uuid:public_id>/inspect", views.completion_inspect, name="completion_inspect"),
+    path("c/<uuid:public_id>/title", views_history.conversation_title, name="conversation_title"),
+    path("c/<uuid:public_id>/visibility", views_history.conversation_visibility, name="conversation_visibility"),
+    path("c/<uuid:public_id>/delete", views_history.conversation_delete, name="conversation_delete"),
+    path("c/<uuid:public_id>/fork", views_history.conversation_fork, name="conversation_fork"),
+    path("c/<uuid:public_id>/export.json", views_history.conversation_export_json, name="conversation_export_json"),
+    path("c/<uuid:public_id>/export.md", views_history.conversation_export_markdown, name="conversation_export_markdown"),
+    path("healthz", views.healthz, name="healthz"),
+]

@@ -1,0 +1,330 @@
+"""Pages and htmx partials. Every view checks who may see what; outsiders get 404, never 403."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from django.contrib import messages as django_messages
+from django.contrib.auth.decorators import login_not_required
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django_htmx.http import reswap, retarget
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from chat.forms import ImportCurlForm, family_defaults
+from chat.models import Completion, Conversation, Message, message_rows
+from chat.panel import PanelForm
+from chat.presets import SCHEMA_EXAMPLES, TOOL_TEMPLATES
+from chat.upstream.export import to_curl, to_json, to_python
+from chat.upstream.families import FAMILIES, is_reasoning_model
+from chat.upstream.payload import PayloadError, check_image_url, validate_messages
+
+
+def visible_conversation(request: HttpRequest, public_id) -> Conversation:
+    conversation = (
+        Conversation.objects.visible_to(request.user)
+        .select_related("endpoint", "owner")
+        .filter(public_id=public_id)
+        .first()
+    )
+    if conversation is None:
+        raise Http404("No such conversation")
+    return conversation
+
+
+def _page_context(request: HttpRequest, conversation: Conversation, form: PanelForm | None = None, saved=False) -> dict:
+    can_edit = conversation.can_edit(request.user)
+    messages = list(conversation.current_messages().select_related("completion"))
+    for message in messages:
+        message.conversation = conversation  # partials build URLs from it without another query
+    if form is None:
+        form = PanelForm(initial=PanelForm.initial_for(conversation), user=request.user, conversation=conversation)
+    if not can_edit:
+        for field in form.fields.values():
+            field.disabled = True
+    family = FAMILIES[conversation.endpoint.family] if conversation.endpoint else FAMILIES["generic"]
+    return {
+        "conversation": conversation, "thread": messages, "rows": message_rows(messages), "can_edit": can_edit,
+        "settings_form": form, "family": family, "saved": saved,
+        "reasoning_model": bool(conversation.endpoint and is_reasoning_model(conversation.endpoint.model_id)),
+        "tool_templates": list(TOOL_TEMPLATES), "schema_examples": list(SCHEMA_EXAMPLES),
+        "answered_calls": {m.tool_call_id for m in messages if m.role == "tool"},
+        "streaming": any(m.status == Message.Status.STREAMING for m in messages),
+    }
+
+
+@require_GET
+def conversation(request: HttpRequest, public_id) -> HttpResponse:
+    conversation = visible_conversation(request, public_id)
+    return render(request, "chat/conversation.html", _page_context(request, conversation))
+
+
+@require_POST
+def conversation_settings(request: HttpRequest, public_id) -> HttpResponse:
+    conversation = visible_conversation(request, public_id)
+    if not conversation.can_edit(request.user):
+        raise Http404("No such conversation")  # read-only viewers cannot change settings
+    form = PanelForm(request.POST, user=request.user, conversation=conversation)
+    saved = form.is_valid()
+    if saved:
+        form.save()
+        form = None  # re-render from what was stored
+    # htmx swaps only 2xx responses: an invalid form comes back with 200 and its messages.
+    return render(request, "chat/conversation.html#settings-panel", _page_context(request, conversation, form, saved))
+
+
+@login_not_required
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    """Container health check: the process answers and the database is reachable."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception:
+        return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
+    return JsonResponse({"status": "ok"})
+
+
+# --- the settings panel's helpers, messages of any role, tool results, choices --------------------
+
+
+def editable_conversation(request: HttpRequest, public_id) -> Conversation:
+    """Owner only; anyone else gets the same 404 as for a conversation they cannot see."""
+    conversation = visible_conversation(request, public_id)
+    if not conversation.can_edit(request.user):
+        raise Http404("No such conversation")
+    return conversation
+
+
+def _messages_partial(request: HttpRequest, conversation: Conversation, **extra) -> HttpResponse:
+    context = {**_page_context(request, conversation), "oob": "", **extra}
+    return render(request, "chat/conversation.html#message-list", context)
+
+
+@require_POST
+def conversation_preset(request: HttpRequest, public_id) -> HttpResponse:
+    """Family defaults, the thinking preset, the reasoning-style prompt, a tool template, a schema example."""
+    conversation = editable_conversation(request, public_id)
+    preset = request.POST.get("preset", "")
+    family = FAMILIES[conversation.endpoint.family] if conversation.endpoint else FAMILIES["generic"]
+    if preset == "family_defaults" and conversation.endpoint:
+        conversation.options = family_defaults(conversation.endpoint)
+        conversation.tools, conversation.response_format = [], None
+    elif preset == "thinking":
+        conversation.options = {**conversation.options, **family.thinking_presets, **family.thinking_values(True)}
+    elif preset == "reasoning_prompt" and family.reasoning_prompt:
+        conversation.system_prompt = family.reasoning_prompt
+        conversation.options = {**conversation.options, **family.thinking_presets}
+    elif preset.startswith("tool:") and preset[5:] in TOOL_TEMPLATES:
+        names = {t.get("function", {}).get("name") for t in conversation.tools}
+        if preset[5:] not in names:
+            conversation.tools = [*conversation.tools, TOOL_TEMPLATES[preset[5:]]]
+    elif preset == "schema:tagline_response":
+        schema = {"name": "tagline_response", "schema": SCHEMA_EXAMPLES["tagline_response"]}
+        conversation.response_format = {"type": "json_schema", "json_schema": schema}
+    elif preset == "schema:sentiment":
+        conversation.options = {**conversation.options, "structured_outputs": {"json": SCHEMA_EXAMPLES["sentiment"]}}
+    else:
+        return HttpResponseBadRequest("Unknown preset")
+    conversation.save()
+    return render(request, "chat/conversation.html#settings-panel", _page_context(request, conversation, saved=True))
+
+
+def _next_position(conversation: Conversation) -> int:
+    last = conversation.current_messages().last()
+    return last.position + 1 if last else 0
+
+
+@require_POST
+def tool_result(request: HttpRequest, public_id, message_id) -> HttpResponse:
+    """A `tool` message answering one call of an assistant message (typed, or the tool's canned result)."""
+    conversation = editable_conversation(request, public_id)
+    message = get_object_or_404(conversation.current_messages(), public_id=message_id, role="assistant")
+    call_id = request.POST.get("tool_call_id", "")
+    call = next((c for c in message.tool_calls or [] if c.get("id") == call_id), None)
+    if call is None:
+        raise Http404("No such tool call")
+    name = call.get("function", {}).get("name", "")
+    content = request.POST.get("content", "")
+    if request.POST.get("canned"):
+        if name not in conversation.canned_results:
+            return _messages_partial(request, conversation, tool_error=f"{name} has no canned result (add one in Settings → Tools).")
+        content = conversation.canned_results[name]
+    if not content.strip():
+        return _messages_partial(request, conversation, tool_error=f"Type the result of {name} first.")
+    Message.objects.create(
+        conversation=conversation, position=_next_position(conversation), role="tool", content=content,
+        tool_call_id=call_id,
+    )
+    return _messages_partial(request, conversation)
+
+
+MAX_IMAGE_BYTES = 4 * 1024 * 1024
+
+
+def _image_part(request: HttpRequest, conversation: Conversation) -> dict | None:
+    """The image_url part from a URL or an upload (sent as a data: URL); ValueError says what is wrong."""
+    url = request.POST.get("image_url", "").strip()
+    upload = request.FILES.get("image_file")
+    if not url and not upload:
+        return None
+    if not (conversation.endpoint and conversation.endpoint.image_input):
+        raise ValueError("This endpoint does not take images (image input is off for it).")
+    if upload:
+        if upload.size > MAX_IMAGE_BYTES:
+            raise ValueError(f"The image is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB.")
+        kind = (upload.content_type or "").lower()
+        if kind not in ("image/png", "image/jpeg", "image/webp", "image/gif"):
+            raise ValueError("Upload a PNG, JPEG, WebP or GIF image.")
+        url = f"data:{kind};base64,{base64.b64encode(upload.read()).decode()}"
+    try:
+        check_image_url(url)
+    except ValueError as e:
+        raise ValueError(f"The image URL {e}.") from None
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+@require_POST
+def message_add(request: HttpRequest, public_id) -> HttpResponse:
+    """Add a message of any role before running: few-shot turns, tool replays, image parts."""
+    conversation = editable_conversation(request, public_id)
+    role, text = request.POST.get("role", ""), request.POST.get("content", "")
+    message = {"role": role, "content": text}
+    try:
+        image = _image_part(request, conversation) if role == "user" else None
+        if image:
+            message["content"] = ([{"type": "text", "text": text}] if text else []) + [image]
+        if role == "assistant" and request.POST.get("tool_calls", "").strip():
+            message["tool_calls"] = json.loads(request.POST["tool_calls"])
+        if role == "tool":
+            message["tool_call_id"] = request.POST.get("tool_call_id", "").strip()
+        if not text.strip() and not image and not message.get("tool_calls"):
+            raise ValueError("Write the message's content first.")
+        validate_messages([message])
+    except (ValueError, PayloadError) as e:
+        response = render(request, "chat/conversation.html#add-message",
+                          {**_page_context(request, conversation), "add_message_error": str(e)})
+        return retarget(reswap(response, "outerHTML"), "#add-message")
+    Message.objects.create(
+        conversation=conversation, position=_next_position(conversation), role=role, content=message["content"],
+        tool_calls=message.get("tool_calls"), tool_call_id=message.get("tool_call_id", ""),
+    )
+    return _messages_partial(request, conversation)
+
+
+@require_POST
+def message_pick(request: HttpRequest, public_id, message_id) -> HttpResponse:
+    """Continue with one of n choices: the others leave the shown branch."""
+    conversation = editable_conversation(request, public_id)
+    chosen = get_object_or_404(conversation.current_messages(), public_id=message_id, role="assistant")
+    conversation.messages.filter(completion=chosen.completion, position=chosen.position).exclude(pk=chosen.pk).update(
+        is_active=False
+    )
+    chosen.conversation = conversation
+    return render(request, "chat/conversation.html#message-row", {"row": [chosen], "oob": ""})
+
+
+def visible_completion(request: HttpRequest, public_id) -> Completion:
+    completion = (
+        Completion.objects.select_related("endpoint", "conversation")
+        .filter(public_id=public_id, conversation__in=Conversation.objects.visible_to(request.user))
+        .first()
+    )
+    if completion is None:
+        raise Http404("No such completion")
+    return completion
+
+
+@require_GET
+def completion_code(request: HttpRequest, public_id) -> HttpResponse:
+    """The exact request as cURL (key as $HEXGRID_API_KEY), Python (openai SDK) and JSON."""
+    completion = visible_completion(request, public_id)
+    base_url = completion.endpoint.base_url if completion.endpoint else "$BASE_URL/v1"
+    body = completion.request_body
+    context = {"completion": completion, "curl": to_curl(base_url, body), "python": to_python(base_url, body), "json": to_json(body)}
+    template = "chat/code.html#code" if request.htmx else "chat/code.html"
+    return render(request, template, context)
+
+
+@require_GET
+def completion_inspect(request: HttpRequest, public_id) -> HttpResponse:
+    """The exact request sent and the final response (or the accumulated stream), with chunk count and timings."""
+    completion = visible_completion(request, public_id)
+    context = {
+        "completion": completion,
+        "request_json": json.dumps(completion.request_body, indent=2, ensure_ascii=False),
+        "response_json": json.dumps(completion.response_body, indent=2, ensure_ascii=False) if completion.response_body else "",
+    }
+    template = "chat/code.html#inspect" if request.htmx else "chat/code.html"
+    return render(request, template, {**context, "inspect": True})
+
+
+@require_POST
+def conversation_import(request: HttpRequest) -> HttpResponse:
+    """Paste a cURL command (e.g. from the vendor pages): a new conversation with its messages and options."""
+    form = ImportCurlForm(request.POST, user=request.user)
+    if not form.is_valid():
+        from chat.views_history import _index_context
+
+        return render(request, "chat/index.html", {**_index_context(request), "import_form": form}, status=400)
+    imported, endpoint = form.cleaned_data["imported"], form.cleaned_data["endpoint"]
+    values = dict(imported.values)
+    if imported.unknown:
+        values["extra_body"] = {**(values.get("extra_body") or {}), **imported.unknown}
+        django_messages.info(request, f"Not in the option registry, sent through extra_body: {', '.join(sorted(imported.unknown))}.")
+    conversation = Conversation.objects.create(
+        owner=request.user, endpoint=endpoint, title=f"Imported: {imported.model or 'cURL'}"[:200],
+        tools=values.pop("tools", None) or [], response_format=values.pop("response_format", None),
+        options={k: v for k, v in values.items() if v is not None},
+    )
+    Message.objects.bulk_create(
+        Message(conversation=conversation, position=i, role=m["role"], content=m.get("content") or "",
+                tool_calls=m.get("tool_calls"), tool_call_id=m.get("tool_call_id", ""), name=m.get("name", ""))
+        for i, m in enumerate(imported.messages)
+    )
+    if imported.model and imported.model != endpoint.model_id:
+        django_messages.info(request, f"The command asked for model {imported.model!r}; this conversation uses {endpoint}.")
+    return redirect("chat:conversation", public_id=conversation.public_id)
+
+
+@require_POST
+def message_edit(request: HttpRequest, public_id, message_id) -> HttpResponse:
+    """Change a shown message in place before running (any role); user turns can also be resent from the socket."""
+    conversation = editable_conversation(request, public_id)
+    message = get_object_or_404(conversation.current_messages(), public_id=message_id)
+    if message.status == Message.Status.STREAMING:
+        return _messages_partial(request, conversation, tool_error="That answer is still streaming.")
+    edited = {"role": message.role, "content": request.POST.get("content", "")}
+    if isinstance(message.content, list):  # keep image parts; replace the text part
+        edited["content"] = [p for p in message.content if p.get("type") != "text"]
+        if request.POST.get("content", "").strip():
+            edited["content"].insert(0, {"type": "text", "text": request.POST["content"]})
+    if message.tool_calls:
+        edited["tool_calls"] = message.tool_calls
+    if message.tool_call_id:
+        edited["tool_call_id"] = message.tool_call_id
+    try:
+        if not request.POST.get("content", "").strip() and not message.tool_calls:
+            raise ValueError("A message needs some content.")
+        validate_messages([edited])
+    except (ValueError, PayloadError) as e:
+        return _messages_partial(request, conversation, tool_error=str(e))
+    message.content = edited["content"]
+    message.save(update_fields=["content", "updated_at"])
+    return _messages_partial(request, conversation)
+
+
+@require_POST
+def message_delete(request: HttpRequest, public_id, message_id) -> HttpResponse:
+    """Take a message out of the shown branch (it stays in the history of earlier branches)."""
+    conversation = editable_conversation(request, public_id)
+    message = get_object_or_404(conversation.current_messages(), public_id=message_id)
+    if message.status == Message.Status.STREAMING:
+        return _messages_partial(request, conversation, tool_error="Stop the answer before removing it.")
+    message.is_active = False
+    message.save(update_fields=["is_active", "updated_at"])
+    return _messages_partial(request, conversation)

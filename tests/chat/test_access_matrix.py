@@ -1,0 +1,489 @@
+"""The access-control matrix: every URL of the playground and every socket frame × every persona.
+
+Personas: the owner; a teammate, on a conversation shared with their team and on a private one; a
+member of another team; staff (a superuser in no team: staff see everything in the admin, nothing
+extra in the playground); anonymous. Each cell's expected result is written in the tables below.
+
+Rules the tables encode: whoever may not see a conversation gets 404 (never 403, so existence is
+not revealed, and the answer is the same as for a UUID that does not exist); read-only viewers get
+the same 404 on owner-only actions; anonymous users are sent to log in, or their socket is closed
+with 4401. A refused request changes nothing. Playground pages and socket frames carry UUIDs,
+never integer keys. A URL pattern missing from the tables fails the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from chat.forms import family_defaults
+from chat.models import ApiKey, Completion, Conversation, Endpoint, Message
+
+# --- the HTTP matrix ---------------------------------------------------------------------------------
+
+OK = "200"
+SEES = "200, lists the conversation"
+BLIND = "200, does not list it"
+NF = "404"
+LOGIN = "302 to log-in"
+MOVED = "302 elsewhere"
+NA = "405"
+BAD = "400"
+
+COLUMNS = [
+    ("owner", "shared"), ("owner", "private"),
+    ("teammate", "shared"), ("teammate", "private"),
+    ("outsider", "shared"), ("outsider", "private"),
+    ("staff", "shared"), ("staff", "private"),
+    ("anonymous", "shared"), ("anonymous", "private"),
+]
+
+# label, URL name, method, htmx request?, expected per column (see COLUMNS)
+#                                                                      owner       teammate    outsider    staff       anonymous
+#                                                                      sh     pr   sh     pr   sh     pr   sh     pr   sh     pr
+HTTP = [
+    ("history: mine",               "index",                  "GET",  0, [SEES, SEES, BLIND, BLIND, BLIND, BLIND, BLIND, BLIND, LOGIN, LOGIN]),
+    ("history: all I can see",      "index?scope=all",        "GET",  0, [SEES, SEES, SEES, BLIND, BLIND, BLIND, BLIND, BLIND, LOGIN, LOGIN]),
+    ("history: the red team",       "index?scope=team",       "GET",  0, [SEES, BLIND, SEES, BLIND, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("history: search (htmx)",      "index?search",           "GET",  1, [SEES, SEES, SEES, BLIND, BLIND, BLIND, BLIND, BLIND, LOGIN, LOGIN]),
+    ("history: by author (htmx)",   "index?author",           "GET",  1, [SEES, SEES, SEES, BLIND, BLIND, BLIND, BLIND, BLIND, LOGIN, LOGIN]),
+    ("new conversation",            "conversation_new",       "POST", 0, [MOVED, MOVED, MOVED, MOVED, MOVED, MOVED, MOVED, MOVED, LOGIN, LOGIN]),
+    ("new conversation (GET)",      "conversation_new",       "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("import a cURL command",       "conversation_import",    "POST", 0, [MOVED, MOVED, MOVED, MOVED, MOVED, MOVED, MOVED, MOVED, LOGIN, LOGIN]),
+    ("import (GET)",                "conversation_import",    "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("conversation page",           "conversation",           "GET",  0, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("conversation page (POST)",    "conversation",           "POST", 0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("settings panel",              "conversation_settings",  "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("settings panel (GET)",        "conversation_settings",  "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("preset",                      "conversation_preset",    "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("preset (GET)",                "conversation_preset",    "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("add a message",               "message_add",            "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("add a message (GET)",         "message_add",            "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("tool result",                 "tool_result",            "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("tool result (GET)",           "tool_result",            "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("pick a choice",               "message_pick",           "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("pick a choice (GET)",         "message_pick",           "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("edit a message in place",     "message_edit",           "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("edit in place (GET)",         "message_edit",           "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("remove a message",            "message_delete",         "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("remove a message (GET)",      "message_delete",         "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("View code",                   "completion_code",        "GET",  0, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("View code (htmx)",            "completion_code",        "GET",  1, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("inspector",                   "completion_inspect",     "GET",  0, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("inspector (htmx)",            "completion_inspect",     "GET",  1, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("rename",                      "conversation_title",     "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("rename (no htmx)",            "conversation_title",     "POST", 0, [MOVED, MOVED, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("rename (GET)",                "conversation_title",     "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("share / unshare",             "conversation_visibility", "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("share (GET)",                 "conversation_visibility", "GET", 0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("delete: confirmation page",   "conversation_delete",    "GET",  0, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("delete",                      "conversation_delete",    "POST", 0, [MOVED, MOVED, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("fork: form",                  "conversation_fork",      "GET",  0, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("fork",                        "conversation_fork",      "POST", 0, [MOVED, MOVED, MOVED, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("export JSON",                 "conversation_export_json", "GET", 0, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("export JSON (POST)",          "conversation_export_json", "POST", 0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("export Markdown",             "conversation_export_markdown", "GET", 0, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("health check",                "healthz",                "GET",  0, [OK, OK, OK, OK, OK, OK, OK, OK, OK, OK]),
+]
+
+# Patterns outside the app, and where they are covered.
+OUTSIDE_THE_APP = {
+    "login": "tests/test_login.py, tests/chat/test_access.py (open)",
+    "logout": "tests/chat/test_access.py (POST only)",
+}
+ADMIN_NAMESPACE = "admin"  # staff only: tests/chat/test_access.py, test_admin.py and test_staff_see_everything_in_the_admin
+
+
+def url_names(resolver=None, namespace: str = "") -> set[str]:
+    """Every named URL pattern, as "namespace:name"; unnamed ones as their route (so they cannot hide)."""
+    resolver = resolver or get_resolver()
+    names = set()
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver):
+            inner = ":".join(filter(None, [namespace, entry.namespace or ""]))
+            names |= url_names(entry, inner)
+        elif isinstance(entry, URLPattern):
+            name = entry.name or f"(unnamed) {entry.pattern}"
+            names.add(f"{namespace}:{name}" if namespace else name)
+    return names
+
+
+def test_the_matrix_lists_every_url_pattern():
+    names = url_names()
+    app = {n.split(":", 1)[1] for n in names if n.startswith("chat:")}
+    covered = {row[1].split("?")[0] for row in HTTP}
+    assert app - covered == set(), "add these URL patterns to the access matrix"
+    assert covered - app == set(), "the matrix lists patterns that no longer exist"
+    others = {n for n in names if not n.startswith(("chat:", f"{ADMIN_NAMESPACE}:"))}
+    assert others == set(OUTSIDE_THE_APP), "a URL pattern outside chat/ and admin/ is not covered"
+
+
+def test_every_row_has_a_cell_per_column():
+    for row in HTTP:
+        assert len(row[4]) == len(COLUMNS), row[0]
+
+
+@pytest.fixture
+def world(owner, teammate, outsider, staff, team):
+    """Two conversations of alice's (shared with red team, private) with everything the URLs point at."""
+    endpoint = Endpoint.objects.create(name="qwen", base_url="http://127.0.0.1:9/v1", model_id="Qwen/Qwen3-8B")
+    conversations = {}
+    for state in ("shared", "private"):
+        c = Conversation.objects.create(
+            owner=owner, endpoint=endpoint, options=family_defaults(endpoint), title=f"{state} plan",
+            team=team if state == "shared" else None, visibility="team" if state == "shared" else "private",
+        )
+        completion = Completion.objects.create(conversation=c, endpoint=endpoint, user=owner, request_body={"model": "Qwen/Qwen3-8B", "messages": []})
+        Message.objects.create(conversation=c, position=0, role="user", content="What is the weather?")
+        Message.objects.create(
+            conversation=c, position=1, role="assistant", content="", completion=completion, finish_reason="tool_calls",
+            tool_calls=[{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}],
+        )
+        conversations[state] = c
+    personas = {"owner": owner, "teammate": teammate, "outsider": outsider, "staff": staff, "anonymous": None}
+    return {"endpoint": endpoint, "conversations": conversations, "personas": personas}
+
+
+INDEX_QUERIES = {
+    "index": {}, "index?scope=all": {"scope": "all"}, "index?scope=team": {"scope": "team:red team"},
+    "index?search": {"scope": "all", "q": "PLAN"}, "index?author": {"scope": "all", "author": "alice"},
+}
+CURL = """curl http://x/v1/chat/completions -d '{"model": "Qwen/Qwen3-8B", "messages": [{"role": "user", "content": "hi"}]}'"""
+
+
+def request_for(route: str, world, state: str) -> tuple[str, dict, dict]:
+    """The path, query and POST data of one row, aimed at the conversation in `state`."""
+    c = world["conversations"][state]
+    name = route.split("?")[0]
+    if name in ("index", "conversation_new", "conversation_import", "healthz"):
+        args = []
+    elif name in ("tool_result", "message_pick"):
+        args = [c.public_id, c.messages.get(role="assistant").public_id]
+    elif name in ("message_edit", "message_delete"):
+        args = [c.public_id, c.messages.get(role="user").public_id]
+    elif name.startswith("completion_"):
+        args = [c.completions.get().public_id]
+    else:
+        args = [c.public_id]
+    data = {
+        "conversation_new": {"endpoint": world["endpoint"].pk},
+        "conversation_import": {"command": CURL},
+        "conversation_preset": {"preset": "thinking"},
+        "message_add": {"role": "user", "content": "another question"},
+        "tool_result": {"tool_call_id": "call_1", "content": '{"temp": 21}'},
+        "message_edit": {"content": "What is the weather in Oslo?"},
+        "conversation_title": {"title": "Renamed"},
+        "conversation_visibility": {"share": ""},
+        "conversation_fork": {"endpoint": "qwen"},
+    }.get(name, {})
+    return reverse(f"chat:{name}", args=args), INDEX_QUERIES.get(route, {}), data
+
+
+def snapshot() -> tuple:
+    """Everything a refused request must leave as it was."""
+    conversations = [
+        (c.public_id, c.owner_id, c.title, c.visibility, c.team_id, c.options, c.system_prompt, c.tools, c.response_format)
+        for c in Conversation.objects.order_by("pk")
+    ]
+    messages = list(Message.objects.order_by("pk").values_list("public_id", "is_active", "content", "role"))
+    return conversations, messages
+
+
+PK_IN_URL = re.compile(r'(?:href|action|hx-get|hx-post|hx-put|hx-patch|hx-delete|ws-connect|src)="(/(?!static/)[^"]*)"')
+
+
+def assert_no_integer_keys(html: str) -> None:
+    for url in PK_IN_URL.findall(html):
+        assert not re.search(r"/\d+(?:[/?#]|$)", url), f"integer key in {url}"
+
+
+def check(response, expected: str, title: str) -> None:
+    status = response.status_code
+    if expected == LOGIN:
+        assert status == 302 and response["Location"].startswith(reverse("login")), (status, response.get("Location"))
+    elif expected == MOVED:
+        assert status == 302 and not response["Location"].startswith(reverse("login")), (status, response.get("Location"))
+    elif expected in (SEES, BLIND):
+        assert status == 200
+        assert (title in response.content.decode()) == (expected == SEES)
+    else:
+        assert status == int(expected), (status, response.content[:300])
+
+
+CELLS = [
+    pytest.param(row, column, id=f"{row[0]} | {column[0]}/{column[1]}")
+    for row in HTTP for column in COLUMNS
+]
+
+
+@pytest.mark.parametrize("row, column", CELLS)
+def test_http_cell(client, world, row, column):
+    label, route, method, htmx, expectations = row
+    persona, state = column
+    expected = expectations[COLUMNS.index(column)]
+    user = world["personas"][persona]
+    if user is not None:
+        client.force_login(user)
+    path, query, data = request_for(route, world, state)
+    headers = {"HX-Request": "true", "HX-Target": "history-results"} if htmx else {}
+    before = snapshot()
+    if method == "GET":
+        response = client.get(path, query, headers=headers)
+    else:
+        response = client.post(path, data, headers=headers)
+    check(response, expected, title=world["conversations"][state].title)
+    if expected in (NF, NA, LOGIN, BAD, SEES, BLIND) or method == "GET":
+        assert snapshot() == before, "a refused or read-only request changed something"
+    if response.status_code == 200 and response["Content-Type"].startswith("text/html"):
+        assert_no_integer_keys(response.content.decode())
+
+
+@pytest.mark.parametrize("persona", ["owner", "teammate", "outsider", "staff"])
+def test_a_404_is_the_same_for_a_uuid_that_does_not_exist(client, world, persona):
+    """Nobody can tell a conversation they may not see from one that does not exist."""
+    client.force_login(world["personas"][persona])
+    private = world["conversations"]["private"]
+    real_ids = [str(private.public_id), str(private.completions.get().public_id)]
+    for label, route, method, htmx, _ in HTTP:
+        path, query, data = request_for(route, world, "private")
+        ghost = path
+        for real in real_ids:
+            ghost = ghost.replace(real, str(uuid.uuid4()))
+        if ghost == path:
+            continue
+        send = client.get if method == "GET" else client.post
+        ghost_status = send(ghost, data).status_code
+        assert ghost_status in (404, 405), label
+        if persona != "owner":  # the owner's real requests would change things; theirs are refused
+            assert send(path, data).status_code == ghost_status, label
+
+
+def test_staff_see_everything_in_the_admin(client, world, staff, outsider):
+    client.force_login(staff)
+    page = client.get("/admin/chat/conversation/").content.decode()
+    assert "shared plan" in page and "private plan" in page
+    private = world["conversations"]["private"]
+    assert client.get(f"/admin/chat/conversation/{private.pk}/change/").status_code == 200
+    client.force_login(outsider)
+    assert client.get("/admin/chat/conversation/").status_code == 302  # to the admin log-in
+
+
+def test_pages_carry_uuids_not_integer_keys(client, world, owner):
+    """The pages an owner sees most, with forks and shares, link by UUID only."""
+    client.force_login(owner)
+    c = world["conversations"]["shared"]
+    client.post(reverse("chat:conversation_fork", args=[c.public_id]), {"endpoint": "qwen"})
+    fork = Conversation.objects.get(forked_from=c)
+    for path in ("/", "/?scope=all", reverse("chat:conversation", args=[c.public_id]), reverse("chat:conversation", args=[fork.public_id]),
+                 reverse("chat:conversation_fork", args=[c.public_id]), reverse("chat:conversation_delete", args=[c.public_id])):
+        html = client.get(path).content.decode()
+        assert_no_integer_keys(html)
+        assert re.findall(r'href="(/c/[^"]*)"', html) or path.startswith(f"/c/{c.public_id}/")
+    assert f'href="/c/{c.public_id}/"' in client.get(reverse("chat:conversation", args=[fork.public_id])).content.decode()
+
+
+# --- the socket matrix ----------------------------------------------------------------------------------
+
+ACCEPTED = "accepted: carried out"
+SNAPSHOT = "accepted: the page's messages"
+READ_ONLY = "refused inline: read-only"
+REFUSED_4403 = "socket refused at connect (4403)"
+REFUSED_4401 = "socket refused at connect (4401)"
+
+# frame, expected per column (see COLUMNS)
+#                          owner                 teammate                   outsider                     staff                        anonymous
+#                          sh        pr          sh         pr              sh            pr             sh            pr             sh            pr
+SOCKET = [
+    ("connect",    [ACCEPTED, ACCEPTED, ACCEPTED, REFUSED_4403, REFUSED_4403, REFUSED_4403, REFUSED_4403, REFUSED_4403, REFUSED_4401, REFUSED_4401]),
+    ("send",       [ACCEPTED, ACCEPTED, READ_ONLY, REFUSED_4403, REFUSED_4403, REFUSED_4403, REFUSED_4403, REFUSED_4403, REFUSED_4401, REFUSED_4401]),
+    ("stop",       [ACCEPTED, ACCEPTED, READ_ONLY, REFUSED_4403, REFUSED_4403, REFUSED_4403, REFUSED_4403, REFUSED_4403, REFUSED_4401, REFUSED_4401]),
+    ("regenerate", [ACCEPTED, ACCEPTED, READ_ONLY, REFUSED_4403, REFUSED_4403, REFUSED_4403, REFUSED_4403, REFUSED_4403, REFUSED_4401, REFUSED_4401]),
+    ("edit",       [ACCEPTED, ACCEPTED, READ_ONLY, REFUSED_4403, REFUSED_4403, REFUSED_4403, REFUSED_4403, REFUSED_4403, REFUSED_4401, REFUSED_4401]),
+    ("resync",     [SNAPSHOT, SNAPSHOT, SNAPSHOT, REFUSED_4403, REFUSED_4403, REFUSED_4403, REFUSED_4403, REFUSED_4403, REFUSED_4401, REFUSED_4401]),
+]
+
+KEY = "sim-matrix-key-77"
+
+
+@pytest.fixture(scope="module")
+def sim():
+    from chat.simulator import make_simulator
+    from tests.servers import FaultInjector, serve_asgi
+
+    injector = FaultInjector(make_simulator(api_key=KEY, token_delay=0.0))
+    with serve_asgi(injector) as url:
+        injector.url = url + "/v1"
+        yield injector
+
+
+@pytest.fixture
+def live_world(world, sim):
+    """The same world, with the conversations on a simulator endpoint and a finished first exchange."""
+    key = ApiKey(name="matrix key")
+    key.set_secret(KEY)
+    key.save()
+    endpoint = world["endpoint"]
+    endpoint.base_url, endpoint.model_id, endpoint.api_key = sim.url, "sim/qwen3", key
+    endpoint.save()
+    for c in world["conversations"].values():
+        c.messages.filter(role="assistant").update(content="Sunny.", tool_calls=None, finish_reason="stop")
+    sim.headers = {}
+    return world
+
+
+async def open_socket(user, conversation):
+    from playground.asgi import application
+
+    communicator = WebsocketCommunicator(
+        application, f"/ws/conversations/{conversation.public_id}/", headers=[(b"origin", b"http://127.0.0.1")]
+    )
+    communicator.scope["user"] = user or AnonymousUser()
+    connected, code = await communicator.connect()
+    return communicator, connected, code
+
+
+async def frames_until_idle(ws, timeout=10) -> list[str]:
+    frames = []
+    while True:
+        frame = await ws.receive_from(timeout=timeout)
+        frames.append(frame)
+        if 'data-state="idle"' in frame:
+            return frames
+
+
+def frame_for(kind: str, conversation: Conversation) -> dict:
+    user_message = conversation.messages.get(role="user", position=0)
+    return {
+        "connect": None,
+        "send": {"action": "send", "content": "And tomorrow?"},
+        "stop": {"action": "stop"},
+        "regenerate": {"action": "regenerate"},
+        "edit": {"action": "edit", "message": str(user_message.public_id), "content": "What is the weather in Oslo?"},
+        "resync": {"action": "resync"},
+    }[kind]
+
+
+def assert_no_integer_keys_in_frames(frames: list[str], world) -> None:
+    pks = {str(pk) for pk in Message.objects.values_list("pk", flat=True)}
+    for frame in frames:
+        assert_no_integer_keys(frame)
+        for found in re.findall(r'id="msg-([^"-]+)', frame):
+            assert found not in pks, "a message id carries an integer key"
+
+
+SOCKET_CELLS = [
+    pytest.param(kind, expectations, column, id=f"{kind} | {column[0]}/{column[1]}")
+    for kind, expectations in SOCKET for column in COLUMNS
+]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind, expectations, column", SOCKET_CELLS)
+async def test_socket_cell(live_world, sim, kind, expectations, column):
+    persona, state = column
+    expected = expectations[COLUMNS.index(column)]
+    user = live_world["personas"][persona]
+    conversation = live_world["conversations"][state]
+    frame = await database_sync_to_async(frame_for)(kind, conversation)
+    before = await database_sync_to_async(snapshot)()
+    if kind == "stop":
+        sim.headers = {"x-sim-delay-token": "0.05"}  # a run long enough to be stopped
+    ws, connected, code = await open_socket(user, conversation)
+    if expected in (REFUSED_4403, REFUSED_4401):
+        assert not connected and code == (4403 if expected == REFUSED_4403 else 4401)
+        assert await database_sync_to_async(snapshot)() == before
+        return
+    assert connected
+    frames = [await ws.receive_from()]  # the snapshot every viewer starts with
+    assert 'id="messages"' in frames[0]
+    try:
+        if kind == "connect":
+            pass
+        elif expected == READ_ONLY:
+            await ws.send_to(text_data=json.dumps(frame))
+            frames.append(await ws.receive_from())
+            assert 'id="frame-error"' in frames[-1] and "read-only" in frames[-1]
+            assert await database_sync_to_async(snapshot)() == before
+        elif kind == "resync":
+            await ws.send_to(text_data=json.dumps(frame))
+            frames.append(await ws.receive_from())
+            assert 'id="messages"' in frames[-1] and "What is the weather?" in frames[-1]
+        elif kind == "stop":
+            await ws.send_to(text_data=json.dumps({"action": "send", "content": "Tell me a long story"}))
+            frames.append(await ws.receive_from())
+            await ws.send_to(text_data=json.dumps(frame))
+            frames += await frames_until_idle(ws)
+            reply = await database_sync_to_async(lambda: conversation.messages.filter(role="assistant").latest("created_at"))()
+            assert reply.status == "cancelled"
+        else:
+            await ws.send_to(text_data=json.dumps(frame))
+            frames += await frames_until_idle(ws)
+            reply = await database_sync_to_async(lambda: conversation.messages.filter(role="assistant").latest("created_at"))()
+            assert reply.status == "complete" and reply.content
+            if kind == "edit":
+                assert await database_sync_to_async(lambda: conversation.messages.filter(content="What is the weather in Oslo?", is_active=True).exists())()
+    finally:
+        await ws.disconnect()
+    await database_sync_to_async(assert_no_integer_keys_in_frames)(frames, live_world)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_edit_frame_cannot_name_a_message_of_another_conversation(live_world, outsider):
+    """Client-sent ids are looked up among the conversation's own shown messages only."""
+    owner = live_world["personas"]["owner"]
+    theirs = await database_sync_to_async(Conversation.objects.create)(owner=outsider, title="theirs")
+    foreign = await database_sync_to_async(Message.objects.create)(conversation=theirs, position=0, role="user", content="secret")
+    ws, connected, _ = await open_socket(owner, live_world["conversations"]["private"])
+    await ws.receive_from()
+    before = await database_sync_to_async(snapshot)()
+    await ws.send_to(text_data=json.dumps({"action": "edit", "message": str(foreign.public_id), "content": "mine now"}))
+    error = await ws.receive_from()
+    assert "cannot be edited" in error and "secret" not in error
+    assert await database_sync_to_async(snapshot)() == before
+    await ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_unsharing_closes_the_teammates_socket_and_empties_their_page(live_world, client):
+    """Access is re-checked when the owner unshares: the teammate's live view goes blank and closes."""
+    owner, teammate = live_world["personas"]["owner"], live_world["personas"]["teammate"]
+    shared = live_world["conversations"]["shared"]
+    mate, _, _ = await open_socket(teammate, shared)
+    mine, _, _ = await open_socket(owner, shared)
+    await mate.receive_from()
+    await mine.receive_from()
+
+    def unshare():
+        client.force_login(owner)
+        return client.post(reverse("chat:conversation_visibility", args=[shared.public_id]), {"share": ""}, headers={"HX-Request": "true"})
+
+    assert (await database_sync_to_async(unshare)()).status_code == 200
+    frame = await mate.receive_from()
+    assert "no longer available" in frame and "What is the weather?" not in frame
+    assert (await mate.receive_output())["type"] == "websocket.close"
+    assert await mine.receive_nothing()  # the owner keeps watching
+    await mine.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_deleting_closes_every_viewers_socket(live_world, client):
+    owner, teammate = live_world["personas"]["owner"], live_world["personas"]["teammate"]
+    shared = live_world["conversations"]["shared"]
+    mate, _, _ = await open_socket(teammate, shared)
+    await mate.receive_from()
+
+    def delete():
+        client.force_login(owner)
+        return client.post(reverse("chat:conversation_delete", args=[shared.public_id]))
+
+    assert (await database_sync_to_async(delete)()).status_code == 302
+    assert "no longer available" in await mate.receive_from()
+    assert (await mate.receive_output())["type"] == "websocket.close"
+    assert not await database_sync_to_async(Conversation.objects.filter(public_id=shared.public_id).exists)()
