@@ -71,7 +71,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         self.closed = True  # the run may still finish: its last fragments go to the other viewers
         if self.task is not None and not self.task.done():
-            self.task.cancel()  # closes the upstream request; the run saves the partial answer
+            self.run.stop(self.task)  # closes the upstream request; the run saves the partial answer
             # asyncio.wait, not gather: if the server gives up on this consumer, the run still finishes.
             await asyncio.wait([self.task])
         if hasattr(self, "group"):
@@ -108,7 +108,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             elif not conversation.can_edit(self.scope["user"]):
                 raise Refused(READ_ONLY)
             elif self._running():
-                self.task.cancel()
+                self.run.stop(self.task)
             else:  # started from another tab or process: its consumer stops it
                 await self.channel_layer.group_send(self.group, {"type": "conversation.stop"})
             return
@@ -153,7 +153,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def conversation_stop(self, event: dict) -> None:
         if self._running():
-            self.task.cancel()
+            self.run.stop(self.task)
 
     async def conversation_resync(self, event: dict) -> None:
         if self.run is not None and self.task is not None and not self.task.done():

@@ -8,6 +8,7 @@ closes the upstream request; whatever happens, the answer so far is saved with a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -89,8 +90,16 @@ class CompletionRun:
         self.checkpointing: asyncio.Task | None = None
         self.saved = False
         self.response: dict | None = None  # the answer of a non-streamed request
+        self.stop_requested = False
 
     # --- the task ---------------------------------------------------------------
+
+    def stop(self, task: asyncio.Task) -> None:
+        """Cancel the run's task. The flag makes the next chunk stop it even if the cancel was lost:
+        Python 3.11's asyncio.wait_for (used inside libraries) returns normally when a cancel
+        arrives just as the awaited call finishes."""
+        self.stop_requested = True
+        task.cancel()
 
     async def run(self) -> None:
         body = self.completion.request_body
@@ -100,8 +109,13 @@ class CompletionRun:
         try:
             client = self.endpoint.client()
             if body.get("stream"):
-                async for event in client.stream_chat(body):
-                    await self._handle(event)
+                # aclosing: a cancel that lands in _handle (not in the generator) still closes the
+                # upstream request at once, instead of whenever the suspended generator is collected.
+                async with contextlib.aclosing(client.stream_chat(body)) as events:
+                    async for event in events:
+                        await self._handle(event)
+                        if self.stop_requested:  # stop() was called but a library swallowed the cancel
+                            raise asyncio.CancelledError
             else:
                 self._take_response(await client.create_chat(body))
         except asyncio.CancelledError:

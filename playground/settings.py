@@ -198,7 +198,15 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "group_expiry": 3600},
+            # socket_timeout None, as before redis-py 8 (which made it 5 s). With a timeout set,
+            # channels-redis's blocking 5 s BZPOPMIN fails every idle socket's receive
+            # (django/channels_redis#422), and redis-py sends through asyncio.wait_for, which on
+            # Python 3.11 can swallow a task's cancel: Stop would not stop a run (tests/chat/test_channel_layer.py).
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "capacity": 1000,
+                "group_expiry": 3600,
+            },
         }
     }
 else:

@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
+from tests.sockets import Socket
 from django.contrib.auth.models import AnonymousUser
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
@@ -341,7 +341,7 @@ def live_world(world, sim):
 async def open_socket(user, conversation):
     from playground.asgi import application
 
-    communicator = WebsocketCommunicator(
+    communicator = Socket(
         application, f"/ws/conversations/{conversation.public_id}/", headers=[(b"origin", b"http://127.0.0.1")]
     )
     communicator.scope["user"] = user or AnonymousUser()

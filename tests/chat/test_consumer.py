@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
+from tests.sockets import Socket
 
 from chat import runs
 from chat.forms import family_defaults
@@ -58,8 +59,8 @@ def conversation(owner, team, endpoint):
     )
 
 
-async def connect(user, conversation) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(
+async def connect(user, conversation) -> Socket:
+    communicator = Socket(
         application, f"/ws/conversations/{conversation.public_id}/", headers=[(b"origin", b"http://127.0.0.1")]
     )
     communicator.scope["user"] = user
@@ -181,13 +182,16 @@ async def test_a_closed_socket_cancels_within_a_second(owner, conversation, sim)
     disconnects = len(sim.app.disconnects)
     ws = await connect(owner, conversation)
     await send(ws, action="send", content="Tell me a long story")
-    await asyncio.sleep(0.5)
-    await ws.disconnect()
-    for _ in range(20):
-        if len(sim.app.disconnects) > disconnects:
-            break
-        await asyncio.sleep(0.05)
-    assert len(sim.app.disconnects) > disconnects
+    while '-reasoning" hx-swap-oob="beforeend"' not in await ws.receive_from():
+        pass  # the answer is streaming: its reasoning has started to arrive
+    closed_at = time.monotonic()
+    closing = asyncio.create_task(ws.disconnect())  # returns once the partial answer is saved
+    while len(sim.app.disconnects) == disconnects and time.monotonic() - closed_at < 10:
+        await asyncio.sleep(0.01)
+    seen_after = time.monotonic() - closed_at
+    await closing
+    assert len(sim.app.disconnects) > disconnects, "the simulator never saw the upstream request close"
+    assert seen_after < 1.0, f"the upstream request closed {seen_after:.2f} s after the socket"
     _, reply = await messages_of(conversation)
     assert reply.status == "cancelled" and reply.reasoning
 
@@ -201,7 +205,7 @@ async def test_partial_answer_is_checkpointed_while_streaming(owner, conversatio
     [_, reply] = await messages_of(conversation)
     assert reply.status == "streaming" and reply.reasoning  # saved before the end
     # a viewer connecting now gets the snapshot, then the live message from the running task
-    other = WebsocketCommunicator(application, f"/ws/conversations/{conversation.public_id}/", headers=[(b"origin", b"http://127.0.0.1")])
+    other = Socket(application, f"/ws/conversations/{conversation.public_id}/", headers=[(b"origin", b"http://127.0.0.1")])
     other.scope["user"] = owner
     await other.connect()
     snapshot = await other.receive_from()
@@ -382,3 +386,34 @@ async def test_a_snapshot_holds_only_what_was_sent_so_text_is_never_doubled(owne
     assert ">Hello</div>" in snapshot and "world" not in snapshot
     await run.flush()
     assert appended_text(sent, "content") == "Hello world"
+
+
+async def test_stop_stops_the_run_even_when_a_library_swallows_the_cancel(owner, conversation, sim):
+    """Python 3.11's asyncio.wait_for (inside redis-py, for one) returns normally when a cancel lands
+    as the awaited call finishes: the run must still stop at the next chunk and close the upstream."""
+    from chat.runs import CompletionRun
+
+    sim.headers = {"x-sim-delay-token": "0.05"}
+    body = {"model": "sim/qwen3", "messages": [{"role": "user", "content": "Tell me a long story"}], "stream": True}
+    completion = await Completion.objects.acreate(conversation=conversation, endpoint=conversation.endpoint, request_body=body)
+    message = await Message.objects.acreate(conversation=conversation, position=0, role="assistant", status="streaming", completion=completion)
+    message.conversation, completion.endpoint = conversation, conversation.endpoint
+    emitting = asyncio.Event()
+
+    async def emit(html):
+        emitting.set()
+        try:
+            await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            pass  # the cancel is lost, as in the wait_for race
+
+    disconnects = len(sim.app.disconnects)
+    run = CompletionRun(completion, message, emit)
+    task = asyncio.create_task(run.run())
+    await asyncio.wait_for(emitting.wait(), 10)
+    run.stop(task)
+    done, _ = await asyncio.wait([task], timeout=10)
+    assert task in done and task.cancelled()
+    assert len(sim.app.disconnects) > disconnects  # the upstream request was closed, not left to finish
+    await database_sync_to_async(message.refresh_from_db)()  # (closes its connection, unlike arefresh_from_db)
+    assert message.status == "cancelled"

@@ -2,7 +2,7 @@
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
+from tests.sockets import Socket
 from django.contrib.auth.models import AnonymousUser
 
 from chat.models import Conversation
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 async def connect(user, conversation, origin=b"http://127.0.0.1"):
     """Connect through the full ASGI stack (origin validator, auth, routing) with `user` injected."""
-    communicator = WebsocketCommunicator(
+    communicator = Socket(
         application, f"/ws/conversations/{conversation.public_id}/", headers=[(b"origin", origin), (b"host", b"127.0.0.1")]
     )
     communicator.scope["user"] = user  # AuthMiddlewareStack keeps a user already in scope

@@ -489,11 +489,11 @@ def _conversation(owner, sim, model: str, **options):
 
 
 async def _run(owner, conversation, text: str) -> list[str]:
-    from channels.testing import WebsocketCommunicator
+    from tests.sockets import Socket
 
     from playground.asgi import application
 
-    ws = WebsocketCommunicator(
+    ws = Socket(
         application, f"/ws/conversations/{conversation.public_id}/", headers=[(b"origin", b"http://127.0.0.1")]
     )
     ws.scope["user"] = owner
