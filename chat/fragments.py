@@ -79,8 +79,8 @@ def stream_status(*, streaming: bool) -> str:
 
 
 def message_list(messages, rows, *, streaming: bool) -> str:
-    """The whole list, for a (re)connecting viewer."""
-    return _partial("message-list", thread=messages, rows=rows, oob="true") + stream_status(streaming=streaming)
+    """The whole list, for a (re)connecting viewer; data-synced marks a list the socket delivered."""
+    return _partial("message-list", thread=messages, rows=rows, oob="true", synced=True) + stream_status(streaming=streaming)
 
 
 def frame_error(text: str) -> str:

@@ -117,5 +117,28 @@ def open_conversation(page, live_server_url: str, user, endpoint, options: dict 
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(str(conversation.public_id)))
     expect(page.locator("#composer textarea")).to_be_editable()
-    page.wait_for_timeout(300)  # the socket opens
+    wait_synced(page)
     return conversation
+
+
+def wait_synced(page) -> None:
+    """The socket is open and its snapshot has replaced the server-rendered list. Interact only
+    after this: the swap replaces every message element (and whatever had the focus)."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#messages[data-synced]")).to_be_attached()
+
+
+def until(check, timeout: float = 10.0) -> None:
+    """Poll `check` (e.g. a saved row) until it holds: a save that htmx posts in the background."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the condition did not hold within the time given"
+        time.sleep(0.05)
+
+
+def saved_options(conversation) -> dict:
+    conversation.refresh_from_db(fields=["options"])
+    return conversation.options

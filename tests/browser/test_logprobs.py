@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from chat.models import Conversation, Message
 from chat.simulator import make_simulator
-from tests.browser.conftest import open_conversation, sim_endpoint
+from tests.browser.conftest import open_conversation, sim_endpoint, wait_synced
 from tests.servers import serve_asgi
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -106,6 +106,7 @@ def test_least_likely_list_jumps_to_its_token_and_controls_switch_views(live_ser
     expect(page.locator(".message.assistant > .content")).to_be_visible()
     expect(page.locator(TOKENS).first).to_be_hidden()
     page.reload()  # the preference is kept
+    wait_synced(page)
     expect(page.locator(".message.assistant > .content")).to_be_visible()
     page.locator(".message.assistant [data-lp-view=tokens]").click()
     expect(page.locator(TOKENS).first).to_be_visible()
@@ -124,6 +125,7 @@ def test_a_long_answer_renders_lazily_and_stays_reachable(live_server_url, page,
     Message.objects.create(conversation=conversation, position=1, role="assistant", content="".join(words),
                            logprobs={"content": entries})
     page.reload()
+    wait_synced(page)
     tokens = page.locator(TOKENS)
     expect(tokens.first).to_be_visible()
     assert tokens.count() == 2000

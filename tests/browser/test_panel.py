@@ -9,7 +9,7 @@ from django.conf import settings
 from playwright.sync_api import expect
 
 from chat.models import Completion, Conversation, Message
-from tests.browser.conftest import open_conversation, sim_endpoint
+from tests.browser.conftest import open_conversation, saved_options, sim_endpoint, until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -112,9 +112,7 @@ def test_two_choices_side_by_side_and_picking_one(live_server_url, page, owner):
     page.fill("#id_seed", "5")
     page.locator("#settings-panel h2").click()
     expect(page.locator("#id_seed")).to_have_value("5")
-    page.wait_for_timeout(700)
-    conversation.refresh_from_db()
-    assert conversation.options["n"] == 2
+    until(lambda: saved_options(conversation).get("n") == 2)
     send(page, "Hello")
     row = page.locator(".message-row.choices")
     expect(row.locator(".message.assistant")).to_have_count(2)
@@ -127,14 +125,12 @@ def test_two_choices_side_by_side_and_picking_one(live_server_url, page, owner):
 def test_the_thinking_toggle(live_server_url, page, owner):
     conversation = open_page(page, live_server_url, owner)
     page.select_option("#id_thinking", "off")
-    page.wait_for_timeout(800)
-    conversation.refresh_from_db()
-    assert conversation.options["chat_template_kwargs"] == {"enable_thinking": False}
+    until(lambda: saved_options(conversation).get("chat_template_kwargs") == {"enable_thinking": False})
     send(page, "Hello")
     reply = page.locator(".message.assistant")
     expect(reply).to_have_attribute("data-status", "complete")
     expect(reply.locator("details.thinking")).to_be_hidden()  # no reasoning came back
     page.select_option("#id_thinking", "on")
-    page.wait_for_timeout(800)
+    until(lambda: saved_options(conversation).get("chat_template_kwargs") == {"enable_thinking": True})
     send(page, "Hello again")
     expect(page.locator(".message.assistant").last.locator("details.thinking")).to_be_visible()

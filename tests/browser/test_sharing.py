@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 
 from chat.forms import family_defaults
 from chat.models import ApiKey, Conversation, Endpoint
+from tests.browser.conftest import wait_synced
 from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -62,7 +63,8 @@ def test_share_watch_live_and_fork(live_server_url, browser, page, owner, teamma
         expect(mate.locator(".read-only-note")).to_contain_text("Read-only")
         expect(mate.locator("#composer")).to_have_count(0)
         expect(mate.locator("#visibility-form")).to_have_count(0)
-        mate.wait_for_timeout(500)  # both sockets open
+        wait_synced(page)  # both sockets open
+        wait_synced(mate)
 
         # The owner sends; the teammate sees the tokens arrive, read-only.
         page.fill("#composer textarea", "Hello team, what is the weather?")
@@ -88,7 +90,7 @@ def test_share_watch_live_and_fork(live_server_url, browser, page, owner, teamma
         expect(mate.locator(".fork-source")).to_have_text("Team experiment")
         expect(mate.locator(".message.assistant")).to_have_attribute("data-status", "complete")
         expect(mate.locator("#composer textarea")).to_be_editable()
-        mate.wait_for_timeout(300)  # the socket opens
+        wait_synced(mate)
         mate.fill("#composer textarea", "And tomorrow?")
         mate.keyboard.press("Enter")
         expect(mate.locator(".message.assistant")).to_have_count(2)
