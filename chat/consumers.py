@@ -34,6 +34,11 @@ def group_name(public_id) -> str:
     return f"conversation-{public_id}"
 
 
+def user_group_name(user_pk) -> str:
+    """Every socket of one user: told to re-check access when the user's teams change."""
+    return f"user-{user_pk}"
+
+
 class Refused(Exception):
     """A frame that cannot be carried out; the message is shown inline to the sender."""
 
@@ -62,7 +67,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.group = group_name(self.public_id)
+        self.user_group = user_group_name(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
         await self.send(text_data=await self._snapshot())
         # If a run is in progress (in any process), its owner re-sends the live message.
@@ -76,6 +83,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await asyncio.wait([self.task])
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.channel_layer.group_discard(self.user_group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         try:
@@ -160,7 +168,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.broadcast(self.run.snapshot())
 
     async def conversation_recheck(self, event: dict) -> None:
-        """Shared, unshared or deleted (chat.sharing): a viewer who lost access is shown nothing more."""
+        """Shared, unshared or deleted, or the user's teams changed (chat.sharing): a viewer who lost
+        access is shown nothing more."""
+        # The scope's user was loaded at connect: read is_active again (a deactivation is a recheck too).
+        await database_sync_to_async(self.scope["user"].refresh_from_db)(fields=["is_active"])
         if await self._conversation() is None:
             await self.send(text_data=event["html"])
             await self.close(code=CLOSE_FORBIDDEN)

@@ -186,3 +186,16 @@ def recheck_viewers(conversation: Conversation) -> None:
     async_to_sync(get_channel_layer().group_send)(
         group_name(conversation.public_id), {"type": "conversation.recheck", "html": GONE}
     )
+
+
+def recheck_user(user_pk: int) -> None:
+    """Every socket the user has open checks access again, once the change is committed (a user
+    removed from a team, or deactivated, stops seeing the team's conversations live)."""
+    from chat.consumers import user_group_name
+
+    def send() -> None:
+        async_to_sync(get_channel_layer().group_send)(
+            user_group_name(user_pk), {"type": "conversation.recheck", "html": GONE}
+        )
+
+    transaction.on_commit(send)

@@ -2,11 +2,11 @@
 
 import pytest
 from channels.db import database_sync_to_async
-from tests.sockets import Socket
 from django.contrib.auth.models import AnonymousUser
 
 from chat.models import Conversation
 from playground.asgi import application
+from tests.sockets import Socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -75,3 +75,67 @@ async def test_group_fragments_reach_every_viewer(owner, teammate, shared):
     await a.disconnect()
     await b.disconnect()
     await database_sync_to_async(shared.refresh_from_db)()
+
+
+async def _watch(user, conversation):
+    communicator, connected, _ = await connect(user, conversation)
+    assert connected
+    assert 'id="messages"' in await communicator.receive_from()
+    return communicator
+
+
+async def _assert_closed_and_emptied(communicator):
+    frame = await communicator.receive_from()
+    assert "no longer available" in frame
+    closing = await communicator.receive_output()
+    assert closing == {"type": "websocket.close", "code": 4403}
+
+
+@pytest.mark.parametrize("how", ["user.groups.remove", "team.user_set.remove", "user.groups.clear", "team.user_set.clear", "team deleted"])
+async def test_leaving_the_team_closes_the_sockets_on_its_conversations(owner, teammate, team, shared, how):
+    """Membership is edited in the admin (a user's groups) or by scripts (a group's users): either way
+    the teammate's open view of a team conversation is emptied and closed; the owner keeps theirs."""
+    mate = await _watch(teammate, shared)
+    mine = await _watch(owner, shared)
+
+    def leave():
+        if how == "user.groups.remove":
+            teammate.groups.remove(team)
+        elif how == "team.user_set.remove":
+            team.user_set.remove(teammate)
+        elif how == "user.groups.clear":
+            teammate.groups.clear()
+        elif how == "team.user_set.clear":
+            team.user_set.clear()
+        else:
+            team.delete()
+
+    await database_sync_to_async(leave)()
+    await _assert_closed_and_emptied(mate)
+    assert await mine.receive_nothing(timeout=0.3)  # re-checked too when they left, but it is theirs
+    await mine.disconnect()
+
+
+async def test_deactivating_a_user_closes_their_sockets(owner, teammate, shared):
+    mate = await _watch(teammate, shared)
+
+    def deactivate():
+        teammate.is_active = False
+        teammate.save()
+
+    await database_sync_to_async(deactivate)()
+    await _assert_closed_and_emptied(mate)
+
+
+async def test_joining_another_team_keeps_the_socket(teammate, other_team, shared):
+    mate = await _watch(teammate, shared)
+    await database_sync_to_async(teammate.groups.add)(other_team)
+    await database_sync_to_async(teammate.groups.remove)(other_team)  # still in the shared team
+    assert await mate.receive_nothing(timeout=0.3)
+    await mate.disconnect()
+
+
+def test_deleting_a_team_makes_its_shared_conversations_private_to_their_owners(owner, team, shared):
+    team.delete()
+    shared.refresh_from_db()
+    assert shared.owner == owner and shared.team is None and shared.visibility == Conversation.Visibility.PRIVATE
