@@ -8,6 +8,7 @@ message UUIDs, and only ever look them up among what the user may use or see.
 from __future__ import annotations
 
 import json
+import logging
 import re
 
 from asgiref.sync import async_to_sync
@@ -20,6 +21,8 @@ from django.utils.text import slugify
 from chat.models import Conversation, Endpoint, Message
 from chat.upstream.families import FAMILIES
 from chat.upstream.payload import PayloadError, build_payload
+
+log = logging.getLogger(__name__)
 
 # Fields a fork does not take from its source: identity, ownership, sharing, lineage, timestamps.
 NOT_FORKED = {"id", "public_id", "owner", "team", "visibility", "forked_from", "endpoint", "created_at", "updated_at"}
@@ -183,9 +186,7 @@ def recheck_viewers(conversation: Conversation) -> None:
     """Sockets open on the conversation check access again; those who lost it are emptied and closed."""
     from chat.consumers import group_name
 
-    async_to_sync(get_channel_layer().group_send)(
-        group_name(conversation.public_id), {"type": "conversation.recheck", "html": GONE}
-    )
+    _recheck(group_name(conversation.public_id))
 
 
 def recheck_user(user_pk: int) -> None:
@@ -193,9 +194,12 @@ def recheck_user(user_pk: int) -> None:
     removed from a team, or deactivated, stops seeing the team's conversations live)."""
     from chat.consumers import user_group_name
 
-    def send() -> None:
-        async_to_sync(get_channel_layer().group_send)(
-            user_group_name(user_pk), {"type": "conversation.recheck", "html": GONE}
-        )
+    transaction.on_commit(lambda: _recheck(user_group_name(user_pk)))
 
-    transaction.on_commit(send)
+
+def _recheck(group: str) -> None:
+    # A channel layer that is down must not fail the change itself: every frame is re-authorized anyway.
+    try:
+        async_to_sync(get_channel_layer().group_send)(group, {"type": "conversation.recheck", "html": GONE})
+    except Exception:
+        log.warning("could not tell the open sockets of %s to re-check access", group, exc_info=True)

@@ -139,3 +139,15 @@ def test_deleting_a_team_makes_its_shared_conversations_private_to_their_owners(
     team.delete()
     shared.refresh_from_db()
     assert shared.owner == owner and shared.team is None and shared.visibility == Conversation.Visibility.PRIVATE
+
+
+def test_a_channel_layer_that_is_down_does_not_fail_the_membership_change(teammate, team, settings, caplog):
+    from tests.servers import free_port
+
+    settings.CHANNEL_LAYERS = {"default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [{"address": f"redis://127.0.0.1:{free_port()}/0", "socket_connect_timeout": 1}]},
+    }}
+    teammate.groups.remove(team)  # (no transaction here: the re-check is sent at once and fails)
+    assert not teammate.groups.filter(pk=team.pk).exists()
+    assert "could not tell the open sockets" in caplog.text
