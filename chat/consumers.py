@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 from datetime import timedelta
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -71,7 +72,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
-        await self.send(text_data=await self._snapshot())
+        # The page says which list it shows (?v=): send the list only if it has changed since.
+        await self.send(text_data=await self._snapshot(known=self._page_version()))
         # If a run is in progress (in any process), its owner re-sends the live message.
         await self.channel_layer.group_send(self.group, {"type": "conversation.resync"})
 
@@ -190,10 +192,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             .first()
         )
 
+    def _page_version(self) -> str:
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        return (query.get("v") or [""])[0]
+
     @database_sync_to_async
-    def _snapshot(self) -> str:
+    def _snapshot(self, known: str = "") -> str:
         conversation = Conversation.objects.get(public_id=self.public_id)
         messages = list(conversation.current_messages().select_related("completion"))
+        if known and known == fragments.list_version(messages):
+            return fragments.synced()
         for message in messages:
             message.conversation = conversation
         streaming = any(m.status == Message.Status.STREAMING for m in messages)

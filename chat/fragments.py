@@ -6,6 +6,8 @@ that know DOM ids. All model text is escaped here or by template auto-escaping.
 
 from __future__ import annotations
 
+import hashlib
+
 from html import escape
 
 from django.template.loader import render_to_string
@@ -79,8 +81,20 @@ def stream_status(*, streaming: bool) -> str:
 
 
 def message_list(messages, rows, *, streaming: bool) -> str:
-    """The whole list, for a (re)connecting viewer; data-synced marks a list the socket delivered."""
-    return _partial("message-list", thread=messages, rows=rows, oob="true", synced=True) + stream_status(streaming=streaming)
+    """The whole list, for a (re)connecting viewer whose page is not current."""
+    return _partial("message-list", thread=messages, rows=rows, oob="true") + stream_status(streaming=streaming) + synced()
+
+
+def synced() -> str:
+    """Sent on connect whether or not the list was: the page is current from here on."""
+    return '<span id="sync-state" hx-swap-oob="true" data-synced hidden></span>'
+
+
+def list_version(messages) -> str:
+    """What the shown list was rendered from. A page passes it when its socket connects, and the
+    list is sent again only if it changed: a page load does not render every message twice."""
+    state = "|".join(f"{m.public_id}:{m.updated_at.isoformat()}:{m.status}" for m in messages)
+    return hashlib.sha256(state.encode()).hexdigest()[:20]
 
 
 def frame_error(text: str) -> str:

@@ -14,6 +14,7 @@ from django_htmx.http import reswap, retarget
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from chat import fragments
 from chat.forms import ImportCurlForm, family_defaults
 from chat.models import Completion, Conversation, Message, message_rows
 from chat.panel import PanelForm
@@ -53,6 +54,7 @@ def _page_context(request: HttpRequest, conversation: Conversation, form: PanelF
         "tool_templates": list(TOOL_TEMPLATES), "schema_examples": list(SCHEMA_EXAMPLES),
         "answered_calls": {m.tool_call_id for m in messages if m.role == "tool"},
         "streaming": any(m.status == Message.Status.STREAMING for m in messages),
+        "list_version": fragments.list_version(messages),
     }
 
 

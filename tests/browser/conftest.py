@@ -122,11 +122,10 @@ def open_conversation(page, live_server_url: str, user, endpoint, options: dict 
 
 
 def wait_synced(page) -> None:
-    """The socket is open and its snapshot has replaced the server-rendered list. Interact only
-    after this: the swap replaces every message element (and whatever had the focus)."""
+    """The socket is open and has either confirmed the server-rendered list or replaced it."""
     from playwright.sync_api import expect
 
-    expect(page.locator("#messages[data-synced]")).to_be_attached()
+    expect(page.locator("#sync-state[data-synced]")).to_be_attached()
 
 
 def until(check, timeout: float = 10.0) -> None:

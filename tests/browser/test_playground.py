@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from chat.models import Message
 from chat.simulator import make_simulator
-from tests.browser.conftest import open_conversation, sim_endpoint
+from tests.browser.conftest import open_conversation, sim_endpoint, wait_synced
 from tests.servers import FaultInjector, serve_asgi
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -102,3 +102,22 @@ def test_reload_mid_stream_shows_the_user_message_and_the_partial_answer(live_se
     expect(reply).to_have_attribute("data-status", "cancelled")  # closing the tab stopped it, nothing lost
     saved = Message.objects.get(conversation=conversation, role="assistant")
     assert saved.reasoning and saved.status == "cancelled"
+
+
+def test_a_page_load_renders_the_messages_once(live_server_url, page, owner):
+    """The socket confirms the list the page already shows instead of sending it again, so nothing
+    the reader focused or scrolled to is replaced (a page that fell behind: tests/chat/test_consumer.py)."""
+    endpoint = sim_endpoint(live_server_url + "/simulator/v1", settings.SIMULATOR_API_KEY)
+    conversation = open_conversation(page, live_server_url, owner, endpoint)
+    Message.objects.create(conversation=conversation, position=0, role="user", content="Already here")
+    Message.objects.create(conversation=conversation, position=1, role="assistant", content="And **answered**")
+    page.add_init_script("""
+        window.__frames = [];
+        document.addEventListener("htmx:wsBeforeMessage", (e) => window.__frames.push(e.detail.message));
+    """)
+    page.reload()
+    wait_synced(page)
+    expect(page.locator(".message.assistant")).to_contain_text("And answered")
+    frames = page.evaluate("window.__frames")
+    assert frames and not any('id="messages"' in f for f in frames)
+

@@ -417,3 +417,35 @@ async def test_stop_stops_the_run_even_when_a_library_swallows_the_cancel(owner,
     assert len(sim.app.disconnects) > disconnects  # the upstream request was closed, not left to finish
     await database_sync_to_async(message.refresh_from_db)()  # (closes its connection, unlike arefresh_from_db)
     assert message.status == "cancelled"
+
+
+async def test_a_page_that_is_current_is_not_sent_its_list_again(owner, conversation, client):
+    """The page passes the version of the list it shows (?v=); the socket sends only a sync marker
+    when nothing changed since, and the whole list when something did."""
+    from chat import fragments
+
+    await database_sync_to_async(Message.objects.create)(conversation=conversation, position=0, role="user", content="Hi")
+
+    def page_version():
+        client.force_login(owner)
+        html = client.get(f"/c/{conversation.public_id}/").content.decode()
+        return re.search(r'ws-connect="/ws/conversations/[0-9a-f-]+/\?v=(\w+)"', html).group(1)
+
+    version = await database_sync_to_async(page_version)()
+    current = await database_sync_to_async(lambda: fragments.list_version(list(conversation.current_messages())))()
+    assert version == current
+
+    async def first_frame(v):
+        ws = Socket(application, f"/ws/conversations/{conversation.public_id}/?v={v}", headers=[(b"origin", b"http://127.0.0.1")])
+        ws.scope["user"] = owner
+        assert (await ws.connect())[0]
+        frame = await ws.receive_from()
+        await ws.disconnect()
+        return frame
+
+    frame = await first_frame(version)
+    assert frame == fragments.synced()  # nothing re-rendered
+    await database_sync_to_async(Message.objects.create)(conversation=conversation, position=1, role="assistant", content="Hello!")
+    frame = await first_frame(version)  # the page is behind now
+    assert 'id="messages"' in frame and "Hello!" in frame and 'id="sync-state"' in frame
+    assert 'id="messages"' in await first_frame("stale")

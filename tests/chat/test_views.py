@@ -54,7 +54,7 @@ def test_list_shows_mine_newest_first(client, owner, teammate, qwen):
 def test_owner_sees_the_page_with_composer_and_socket(client, owner, conversation):
     client.force_login(owner)
     page = client.get(reverse("chat:conversation", args=[conversation.public_id])).content.decode()
-    assert f'ws-connect="/ws/conversations/{conversation.public_id}/"' in page
+    assert f'ws-connect="/ws/conversations/{conversation.public_id}/?v=' in page  # (the list's version)
     assert 'id="composer"' in page and "ws-send" in page and 'id="settings-panel"' in page
     assert "enable_thinking" in page  # the Qwen thinking toggle
 
