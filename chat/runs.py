@@ -183,7 +183,6 @@ class CompletionRun:
         if self.flush_handle is not None:
             self.flush_handle.cancel()
             self.flush_handle = None
-        self.last_flush = time.monotonic()
         parts = []
         if self.pending_reasoning:
             if self.thinking_state == "none":
@@ -206,6 +205,9 @@ class CompletionRun:
         if tokens:
             parts.append(fragments.append_tokens(self.message, tokens))
         if parts:
+            # Only a flush that sends starts the next 40 ms batch: an empty one (the role-only first
+            # chunk) must not hold back the first token.
+            self.last_flush = time.monotonic()
             await self.emit("".join(parts))
 
     def snapshot(self) -> str:

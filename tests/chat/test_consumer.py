@@ -449,3 +449,27 @@ async def test_a_page_that_is_current_is_not_sent_its_list_again(owner, conversa
     frame = await first_frame(version)  # the page is behind now
     assert 'id="messages"' in frame and "Hello!" in frame and 'id="sync-state"' in frame
     assert 'id="messages"' in await first_frame("stale")
+
+
+async def test_the_first_token_goes_out_at_once(owner, conversation, sim):
+    """The role-only first chunk sends nothing, and must not start a 40 ms batch that holds back the
+    first token (which arrives 20 ms later at 50 tokens/s)."""
+    from chat.runs import CompletionRun
+
+    sim.headers = {"x-sim-delay-token": "0.02"}
+    # (Llama: answer text, no Thinking block, whose first template render would be timed too)
+    body = {"model": "sim/llama-3.3", "messages": [{"role": "user", "content": "Hello"}], "stream": True, "max_tokens": 5}
+    completion = await Completion.objects.acreate(conversation=conversation, endpoint=conversation.endpoint, request_body=body)
+    message = await Message.objects.acreate(conversation=conversation, position=0, role="assistant", status="streaming", completion=completion)
+    message.conversation, completion.endpoint = conversation, conversation.endpoint
+    sent = []
+
+    async def emit(html):
+        sent.append(time.monotonic())
+
+    run = CompletionRun(completion, message, emit)
+    await run.run()
+    assert run.first_token_at is not None and sent
+    assert sent[0] - run.first_token_at < 0.01, f"first token held back {1000 * (sent[0] - run.first_token_at):.0f} ms"
+    await database_sync_to_async(message.refresh_from_db)()
+    assert message.status == "complete"
