@@ -125,11 +125,17 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if self._running():
             raise Refused("A completion is already running; stop it first.")
         # One trip to the database thread: authorize, save, and render the first fragments.
-        completion, reply, opening = await self._start(action, data)
+        completion, reply, user_message = await self._start(action, data)
         await self.send(text_data=fragments.clear_frame_error())
-        await self.broadcast(opening)
-        self.run = CompletionRun(completion, reply, self.broadcast)
+        # The upstream request goes out first, and the opening fragments render while it waits for
+        # its first token; the run's own fragments target the placeholder, so they wait for it.
+        opened = asyncio.Event()
+        self.run = CompletionRun(completion, reply, self.broadcast, opened=opened)
         self.task = asyncio.create_task(self.run.run())
+        try:
+            await self.broadcast(await database_sync_to_async(fragments.opening)(user_message, reply))
+        finally:
+            opened.set()
 
     def _running(self) -> bool:
         """A run is streaming (once saved, it is only sending its last fragments)."""
@@ -210,7 +216,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     @database_sync_to_async
     def _start(self, action: str, data: dict):
         """Authorize, save what the user asked for and a Completion row before the upstream is
-        called, and render the opening fragments (the user's message, the placeholder)."""
+        called; returns the completion, the placeholder answer and the new user message (if any)."""
         user = self.scope["user"]
         visible = Conversation.objects.visible_to(user).filter(public_id=self.public_id).values_list("pk", "owner_id").first()
         if not user.is_active or visible is None:
@@ -269,8 +275,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 completion=completion, status=Message.Status.STREAMING,
             )
         completion.endpoint = endpoint  # keep the preloaded api_key for the run
-        opening = fragments.new_message(user_message) if user_message is not None else ""
-        return completion, reply, opening + fragments.new_message(reply) + fragments.stream_status(streaming=True)
+        return completion, reply, user_message
 
     @staticmethod
     def _live_stream(conversation: Conversation) -> bool:

@@ -38,6 +38,12 @@ def new_message(msg) -> str:
     return f'<div id="messages" hx-swap-oob="beforeend">{row([msg])}</div>'
 
 
+def opening(user_message, reply) -> str:
+    """What a send shows at once: the user's message (unless re-running), the placeholder, streaming."""
+    shown = new_message(user_message) if user_message is not None else ""
+    return shown + new_message(reply) + stream_status(streaming=True)
+
+
 def append_content(msg, text: str) -> str:
     return f'<div id="{dom_id(msg, "content")}" hx-swap-oob="beforeend">{escape(text)}</div>'
 

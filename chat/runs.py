@@ -63,11 +63,12 @@ def describe_error(error: UpstreamError) -> str:
 class CompletionRun:
     """Streams one completion into one assistant message; `emit` sends HTML to every viewer."""
 
-    def __init__(self, completion: Completion, message: Message, emit: Emit) -> None:
+    def __init__(self, completion: Completion, message: Message, emit: Emit, opened: asyncio.Event | None = None) -> None:
         self.completion = completion
         self.message = message
         self.endpoint = completion.endpoint
-        self.emit = emit
+        self._send = emit
+        self.opened = opened  # set once the placeholder is out: fragments that target it wait for it
         self.acc = StreamAccumulator()
         family = FAMILIES.get(self.endpoint.family, FAMILIES["generic"])
         self.think_tags = family.think_tags
@@ -91,6 +92,11 @@ class CompletionRun:
         self.saved = False
         self.response: dict | None = None  # the answer of a non-streamed request
         self.stop_requested = False
+
+    async def emit(self, html: str) -> None:
+        if self.opened is not None:
+            await self.opened.wait()
+        await self._send(html)
 
     # --- the task ---------------------------------------------------------------
 
