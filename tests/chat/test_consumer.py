@@ -473,3 +473,18 @@ async def test_the_first_token_goes_out_at_once(owner, conversation, sim):
     assert sent[0] - run.first_token_at < 0.01, f"first token held back {1000 * (sent[0] - run.first_token_at):.0f} ms"
     await database_sync_to_async(message.refresh_from_db)()
     assert message.status == "complete"
+
+
+async def test_the_placeholder_goes_out_before_any_token_even_when_tokens_are_instant(owner, conversation, sim):
+    """The upstream request starts before the opening fragments render; tokens that come back
+    sooner must still wait for the placeholder they are appended to."""
+    for action, content in (("send", "Instant, please"), ("regenerate", "")):
+        ws = await connect(owner, conversation)
+        await send(ws, action=action, content=content)
+        frames = await frames_until_idle(ws)
+        await ws.disconnect()
+        _, reply = (await messages_of(conversation, is_active=True))[-2:]
+        opening = next(i for i, f in enumerate(frames) if f'id="msg-{reply.public_id}"' in f)
+        assert opening == 0 and 'data-status="streaming"' in frames[0]
+        assert ("Instant, please" in frames[0]) == (action == "send")  # regenerate shows no new user message
+        assert reply.status == "complete"
