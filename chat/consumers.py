@@ -172,7 +172,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             self.run.stop(self.task)
 
     async def conversation_resync(self, event: dict) -> None:
-        if self.run is not None and self.task is not None and not self.task.done():
+        if self._running():  # once saved, the final fragment is on its way to everyone
             await self.broadcast(self.run.snapshot())
 
     async def conversation_recheck(self, event: dict) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -219,10 +220,12 @@ class CompletionRun:
     def snapshot(self) -> str:
         """The streaming message as it stands, for a viewer who (re)connects mid-stream."""
         # Only what was already sent: the pending tail goes out with the next flush to everyone.
-        self.message.content = "".join(self.content[: len(self.content) - len(self.pending_content)])
-        self.message.reasoning = "".join(self.reasoning[: len(self.reasoning) - len(self.pending_reasoning)])
-        self.message.logprobs = self.tokens.logprobs()
-        return fragments.row([self.message], oob="outerHTML")
+        # A copy: the saved message (and the final render made from it) must not take the live text.
+        live = copy.copy(self.message)
+        live.content = "".join(self.content[: len(self.content) - len(self.pending_content)])
+        live.reasoning = "".join(self.reasoning[: len(self.reasoning) - len(self.pending_reasoning)])
+        live.logprobs = self.tokens.logprobs()
+        return fragments.row([live], oob="outerHTML")
 
     async def _checkpoint(self) -> None:
         try:

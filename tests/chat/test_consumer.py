@@ -386,6 +386,10 @@ async def test_a_snapshot_holds_only_what_was_sent_so_text_is_never_doubled(owne
     assert ">Hello</div>" in snapshot and "world" not in snapshot
     await run.flush()
     assert appended_text(sent, "content") == "Hello world"
+    # A viewer's snapshot renders a copy: the message the final save fills keeps its own text
+    # (a late resync once used to blank the final fragment's token view).
+    message.content = "the saved answer"
+    assert "Hello world" in run.snapshot() and message.content == "the saved answer"
 
 
 async def test_stop_stops_the_run_even_when_a_library_swallows_the_cancel(owner, conversation, sim):
