@@ -15,6 +15,7 @@ class NewConversationForm(forms.Form):
     endpoint = forms.ModelChoiceField(Endpoint.objects.none(), empty_label=None)
 
     def __init__(self, *args, user, **kwargs):
+        kwargs.setdefault("auto_id", "new_%s")  # the history page has three endpoint fields: ids stay unique
         super().__init__(*args, **kwargs)
         self.fields["endpoint"].queryset = Endpoint.objects.usable_by(user)
 
@@ -57,6 +58,7 @@ class ImportCurlForm(forms.Form):
     endpoint = forms.ModelChoiceField(Endpoint.objects.none(), required=False, empty_label="(the one serving its model)")
 
     def __init__(self, *args, user, **kwargs):
+        kwargs.setdefault("auto_id", "import_%s")
         super().__init__(*args, **kwargs)
         self.fields["endpoint"].queryset = Endpoint.objects.usable_by(user)
 

@@ -39,9 +39,15 @@ def new_message(msg) -> str:
 
 
 def opening(user_message, reply) -> str:
-    """What a send shows at once: the user's message (unless re-running), the placeholder, streaming."""
+    """What a send shows at once: the user's message (unless re-running), the placeholder, streaming,
+    and the title (a first message names the conversation)."""
     shown = new_message(user_message) if user_message is not None else ""
-    return shown + new_message(reply) + stream_status(streaming=True)
+    return shown + new_message(reply) + stream_status(streaming=True) + title(reply.conversation)
+
+
+def title(conversation) -> str:
+    return f'<h1 id="conversation-title" hx-swap-oob="true">{escape(str(conversation))}</h1>'
+
 
 
 def append_content(msg, text: str) -> str:

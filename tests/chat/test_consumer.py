@@ -111,6 +111,7 @@ async def test_a_message_streams_reasoning_then_content_and_is_saved(owner, conv
     # one opening frame: the user message, the placeholder, the streaming status
     assert "Hello there" in frames[0] and 'hx-swap-oob="beforeend"' in frames[0]
     assert 'data-state="streaming"' in frames[0] and 'data-status="streaming"' in frames[0]
+    assert '<h1 id="conversation-title" hx-swap-oob="true">Hello there</h1>' in frames[0]  # named by it
     assert any('id="msg-' in f and '-thinking"' in f and " open" in f for f in frames)  # thinking shown live
     user, reply = await messages_of(conversation)
     assert user.role == "user" and user.content == "Hello there"
@@ -490,5 +491,5 @@ async def test_the_placeholder_goes_out_before_any_token_even_when_tokens_are_in
         _, reply = (await messages_of(conversation, is_active=True))[-2:]
         opening = next(i for i, f in enumerate(frames) if f'id="msg-{reply.public_id}"' in f)
         assert opening == 0 and 'data-status="streaming"' in frames[0]
-        assert ("Instant, please" in frames[0]) == (action == "send")  # regenerate shows no new user message
+        assert ('class="message user' in frames[0]) == (action == "send")  # regenerate shows no new user message
         assert reply.status == "complete"

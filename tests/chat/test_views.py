@@ -134,3 +134,29 @@ def test_page_escapes_untrusted_text(client, owner, conversation):
     assert "<b>think</b>" not in page and "<i>x</i>" not in page
     assert "<strong>bold</strong>" in page
     assert "arguments are not valid JSON" in page
+
+
+def test_the_history_page_has_no_duplicate_element_ids(client, owner):
+    """Three forms there have an endpoint field; labels must point at their own."""
+    import re
+    from collections import Counter
+
+    client.force_login(owner)
+    html = client.get(reverse("chat:index")).content.decode()
+    ids = Counter(re.findall(r'\sid="([^"]+)"', html))
+    assert not [i for i, n in ids.items() if n > 1]
+
+
+def test_the_conversation_page_has_no_duplicate_element_ids(client, owner, conversation):
+    import re
+    from collections import Counter
+
+    from chat.models import Message
+
+    Message.objects.create(conversation=conversation, position=0, role="user", content="Hi")
+    Message.objects.create(conversation=conversation, position=1, role="assistant", content="Hello",
+                           tool_calls=[{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}])
+    client.force_login(owner)
+    html = client.get(reverse("chat:conversation", args=[conversation.public_id])).content.decode()
+    ids = Counter(re.findall(r'\sid="([^"]+)"', html))
+    assert not [i for i, n in ids.items() if n > 1]
