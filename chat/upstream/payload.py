@@ -95,6 +95,10 @@ def _check_combinations(body: dict) -> None:
         raise PayloadError("top_logprobs", "needs logprobs: true")
     if "stream_options" in body and body.get("stream") is not True:
         raise PayloadError("stream_options", "only applies when stream is true")
+    # vLLM refuses this with a 400 ("min_tokens must be less than or equal to max_tokens"): say it first.
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    if "min_tokens" in body and limit is not None and body["min_tokens"] > limit:
+        raise PayloadError("min_tokens", f"is more than the token limit ({limit})")
     tool_names = [t["function"]["name"] for t in body.get("tools", [])]
     choice = body.get("tool_choice")
     if choice is not None and not tool_names:

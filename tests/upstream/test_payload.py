@@ -117,6 +117,8 @@ def test_extra_body_is_merged_at_the_end_and_may_carry_unknown_keys():
         ("m", USER, {"top_k": 20, "extra_body": {"top_k": 40}}, "extra_body.top_k", "already set"),
         ("m", USER, {"extra_body": {"top_k": -5}}, "extra_body.top_k", "must be at least -1"),
         ("m", USER, {"tools": TOOLS + TOOLS}, "tools[1].function.name", "duplicate tool name"),
+        ("m", USER, {"min_tokens": 50, "max_tokens": 10}, "min_tokens", "more than the token limit (10)"),
+        ("m", USER, {"min_tokens": 50, "max_tokens": 100, "max_completion_tokens": 20}, "min_tokens", "(20)"),
     ],
 )
 def test_invalid_requests_name_the_field(model, messages, values, field, message):
@@ -223,3 +225,8 @@ def test_unsafe_image_urls_are_refused(url, message):
 def test_public_image_urls_pass():
     check_image_url("https://cdn.britannica.com/61/93061-050-99147DCE/Statue-of-Liberty-Island-New-York-Bay.jpg")
     check_image_url("http://8.8.8.8/a.png")
+
+
+def test_min_tokens_up_to_the_limit_is_accepted():
+    assert build_payload("m", USER, {"min_tokens": 10, "max_tokens": 10})["min_tokens"] == 10
+    assert build_payload("m", USER, {"min_tokens": 10})["min_tokens"] == 10  # no limit set: vLLM's own
