@@ -477,7 +477,7 @@ ERROR_CASES = [
     ErrorCase("logit_bias_out_of_vocab", {"logit_bias": {"999999": 1}, "max_tokens": 8}, 400, "logit_bias",
               "out-of-vocab token ids"),
     ErrorCase("min_tokens_over_max_tokens", {"min_tokens": 20, "max_tokens": 5}, 400, None,
-              "min_tokens must be less than or equal to max_tokens=5"),
+              "min_tokens must be less than or equal to max_tokens=5", refused="min_tokens"),
     ErrorCase("empty_tools", {"tools": [], "max_tokens": 8}, 400, "tools", "`tools` must not be an empty array"),
     # Refused by our validation first; vLLM's own answer must still parse.
     ErrorCase("temperature_negative", {"temperature": -1, "max_tokens": 8}, 400, "temperature",
