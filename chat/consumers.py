@@ -55,7 +55,6 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     """Everyone allowed to see a conversation joins its group; its owner may also run completions."""
 
     run: CompletionRun | None = None
-    task: asyncio.Task | None = None
     closed = False
 
     async def connect(self) -> None:
@@ -79,10 +78,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closed = True  # the run may still finish: its last fragments go to the other viewers
-        if self.task is not None and not self.task.done():
-            self.run.stop(self.task)  # closes the upstream request; the run saves the partial answer
+        if self.run is not None and not self.run.task.done():
+            self.run.stop()  # closes the upstream request; the run saves the partial answer
             # asyncio.wait, not gather: if the server gives up on this consumer, the run still finishes.
-            await asyncio.wait([self.task])
+            await asyncio.wait([self.run.task])
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
             await self.channel_layer.group_discard(self.user_group, self.channel_name)
@@ -118,7 +117,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             elif not conversation.can_edit(self.scope["user"]):
                 raise Refused(READ_ONLY)
             elif self._running():
-                self.run.stop(self.task)
+                self.run.stop()
             else:  # started from another tab or process: its consumer stops it
                 await self.channel_layer.group_send(self.group, {"type": "conversation.stop"})
             return
@@ -131,7 +130,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         # its first token; the run's own fragments target the placeholder, so they wait for it.
         opened = asyncio.Event()
         self.run = CompletionRun(completion, reply, self.broadcast, opened=opened)
-        self.task = asyncio.create_task(self.run.run())
+        self.run.start()
         try:
             await self.broadcast(await database_sync_to_async(fragments.opening)(user_message, reply))
         finally:
@@ -139,7 +138,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     def _running(self) -> bool:
         """A run is streaming (once saved, it is only sending its last fragments)."""
-        return self.task is not None and not self.task.done() and not self.run.saved
+        return self.run is not None and not self.run.task.done() and not self.run.saved
 
     async def broadcast(self, html: str) -> None:
         """Send to this socket while it is open, and through the group to every other viewer."""
@@ -169,7 +168,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def conversation_stop(self, event: dict) -> None:
         if self._running():
-            self.run.stop(self.task)
+            self.run.stop()
 
     async def conversation_resync(self, event: dict) -> None:
         if self._running():  # once saved, the final fragment is on its way to everyone

@@ -93,6 +93,7 @@ class CompletionRun:
         self.saved = False
         self.response: dict | None = None  # the answer of a non-streamed request
         self.stop_requested = False
+        self.task: asyncio.Task | None = None  # set by start()
 
     async def emit(self, html: str) -> None:
         if self.opened is not None:
@@ -101,12 +102,17 @@ class CompletionRun:
 
     # --- the task ---------------------------------------------------------------
 
-    def stop(self, task: asyncio.Task) -> None:
+    def start(self) -> asyncio.Task:
+        """Run in a task of its own (Channels finishes one handler before reading the next frame)."""
+        self.task = asyncio.create_task(self.run())
+        return self.task
+
+    def stop(self) -> None:
         """Cancel the run's task. The flag makes the next chunk stop it even if the cancel was lost:
         Python 3.11's asyncio.wait_for (used inside libraries) returns normally when a cancel
         arrives just as the awaited call finishes."""
         self.stop_requested = True
-        task.cancel()
+        self.task.cancel()
 
     async def run(self) -> None:
         body = self.completion.request_body

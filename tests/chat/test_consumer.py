@@ -14,6 +14,7 @@ from tests.sockets import Socket
 from chat import runs
 from chat.forms import family_defaults
 from chat.models import ApiKey, Completion, Conversation, Endpoint, Message
+from chat.runs import CompletionRun
 from chat.simulator import make_simulator
 from playground.asgi import application
 from tests.servers import FaultInjector, free_port, serve_asgi
@@ -94,6 +95,14 @@ def messages_of(conversation, **filters) -> list[Message]:
 @database_sync_to_async
 def completions_of(conversation) -> list[Completion]:
     return list(conversation.completions.order_by("started_at"))
+
+
+async def run_without_a_socket(conversation, body: dict, emit) -> tuple[CompletionRun, Message]:
+    """A CompletionRun on a streaming placeholder, as the consumer makes one, with `emit` as its viewers."""
+    completion = await Completion.objects.acreate(conversation=conversation, endpoint=conversation.endpoint, request_body=body)
+    message = await Message.objects.acreate(conversation=conversation, position=0, role="assistant", status="streaming", completion=completion)
+    message.conversation, completion.endpoint = conversation, conversation.endpoint
+    return CompletionRun(completion, message, emit), message
 
 
 def appended_text(frames: list[str], part: str) -> str:
@@ -377,17 +386,12 @@ async def test_endpoint_a_user_may_not_use_is_refused(owner, other_team, convers
 
 
 async def test_a_snapshot_holds_only_what_was_sent_so_text_is_never_doubled(owner, conversation):
-    from chat.runs import CompletionRun
-
-    completion = await Completion.objects.acreate(conversation=conversation, endpoint=conversation.endpoint, request_body={})
-    message = await Message.objects.acreate(conversation=conversation, position=0, role="assistant", status="streaming", completion=completion)
-    message.conversation, completion.endpoint = conversation, conversation.endpoint
     sent = []
 
     async def emit(html):
         sent.append(html)
 
-    run = CompletionRun(completion, message, emit)
+    run, message = await run_without_a_socket(conversation, {}, emit)
     run._add("content", "Hello")
     await run.flush()
     run._add("content", " world")  # not flushed yet
@@ -404,13 +408,8 @@ async def test_a_snapshot_holds_only_what_was_sent_so_text_is_never_doubled(owne
 async def test_stop_stops_the_run_even_when_a_library_swallows_the_cancel(owner, conversation, sim):
     """Python 3.11's asyncio.wait_for (inside redis-py, for one) returns normally when a cancel lands
     as the awaited call finishes: the run must still stop at the next chunk and close the upstream."""
-    from chat.runs import CompletionRun
-
     sim.headers = {"x-sim-delay-token": "0.05"}
     body = {"model": "sim/qwen3", "messages": [{"role": "user", "content": "Tell me a long story"}], "stream": True}
-    completion = await Completion.objects.acreate(conversation=conversation, endpoint=conversation.endpoint, request_body=body)
-    message = await Message.objects.acreate(conversation=conversation, position=0, role="assistant", status="streaming", completion=completion)
-    message.conversation, completion.endpoint = conversation, conversation.endpoint
     emitting = asyncio.Event()
 
     async def emit(html):
@@ -421,10 +420,10 @@ async def test_stop_stops_the_run_even_when_a_library_swallows_the_cancel(owner,
             pass  # the cancel is lost, as in the wait_for race
 
     disconnects = len(sim.app.disconnects)
-    run = CompletionRun(completion, message, emit)
-    task = asyncio.create_task(run.run())
+    run, message = await run_without_a_socket(conversation, body, emit)
+    task = run.start()
     await asyncio.wait_for(emitting.wait(), 10)
-    run.stop(task)
+    run.stop()
     done, _ = await asyncio.wait([task], timeout=10)
     assert task in done and task.cancelled()
     assert len(sim.app.disconnects) > disconnects  # the upstream request was closed, not left to finish
@@ -467,20 +466,15 @@ async def test_a_page_that_is_current_is_not_sent_its_list_again(owner, conversa
 async def test_the_first_token_goes_out_at_once(owner, conversation, sim):
     """The role-only first chunk sends nothing, and must not start a 40 ms batch that holds back the
     first token (which arrives 20 ms later at 50 tokens/s)."""
-    from chat.runs import CompletionRun
-
     sim.headers = {"x-sim-delay-token": "0.02"}
     # (Llama: answer text, no Thinking block, whose first template render would be timed too)
     body = {"model": "sim/llama-3.3", "messages": [{"role": "user", "content": "Hello"}], "stream": True, "max_tokens": 5}
-    completion = await Completion.objects.acreate(conversation=conversation, endpoint=conversation.endpoint, request_body=body)
-    message = await Message.objects.acreate(conversation=conversation, position=0, role="assistant", status="streaming", completion=completion)
-    message.conversation, completion.endpoint = conversation, conversation.endpoint
     sent = []
 
     async def emit(html):
         sent.append(time.monotonic())
 
-    run = CompletionRun(completion, message, emit)
+    run, message = await run_without_a_socket(conversation, body, emit)
     await run.run()
     assert run.first_token_at is not None and sent
     assert sent[0] - run.first_token_at < 0.01, f"first token held back {1000 * (sent[0] - run.first_token_at):.0f} ms"
