@@ -282,7 +282,12 @@ class Message(models.Model):
     choice_index = models.PositiveSmallIntegerField(default=0)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.COMPLETE)
     error = models.TextField(blank=True, help_text="What went wrong, as shown to the user (never a key)")
-    is_active = models.BooleanField(default=True, help_text="False: an earlier branch (edited or regenerated)")
+    # The thread is a tree: each message follows its parent (None: a first message). Among the
+    # children of one parent, is_active marks the selected branch (the n choices of one completion
+    # are selected together); the shown branch is the walk from the root through selected children.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    is_active = models.BooleanField(default=True, help_text="Selected among its siblings (False: another branch is shown)")
+    removed = models.BooleanField(default=False, help_text="Taken out of the thread by its owner (kept for the record)")
     # The content as plain text, kept by save() for the history search (content may be a list of parts).
     text_index = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
