@@ -28,6 +28,10 @@ class FrameForm(forms.Form):
     action = forms.ChoiceField(choices=[(a, a) for a in ACTIONS])
     content = forms.CharField(required=False, max_length=MAX_MESSAGE_CHARS, strip=False)
     message = forms.UUIDField(required=False)
+    # The settings panel's form data as shown (URL-encoded): the request is built from it.
+    settings = forms.CharField(required=False, max_length=2_000_000, strip=False)
+    # A continuation after tool results: "" lets a forcing tool_choice fall back to auto.
+    tool_choice = forms.ChoiceField(choices=[("", "default"), ("auto", "auto"), ("none", "none"), ("settings", "as in the settings")], required=False)
 
     def clean(self):
         data = super().clean()

@@ -185,18 +185,27 @@ class Conversation(models.Model):
     def can_edit(self, user) -> bool:
         return user.is_authenticated and self.owner_id == user.pk
 
-    def current_messages(self) -> models.QuerySet:
-        """The shown branch: active messages in order (edits and regenerations retire older ones)."""
-        return self.messages.filter(is_active=True).order_by("position", "choice_index", "created_at")
+    def thread(self, *, annotate: bool = False) -> list["Message"]:
+        """The shown branch, in order: exactly the messages the next request sends (chat.branches).
+        With `annotate`, each message knows its place among its alternatives (`message.branch`)."""
+        from chat import branches
 
-    def api_messages(self, messages=None) -> list[dict]:
-        """The `messages` array to send: the system prompt, then the shown branch's finished messages.
+        tree = branches.load(self)
+        shown = tree.path()
+        for message in shown:
+            message.conversation = self  # partials build URLs from it without another query
+        return tree.annotate(shown) if annotate else shown
+
+    def api_messages(self, messages=None, *, system_prompt: str | None = None) -> list[dict]:
+        """The `messages` array to send: the system prompt (the stored one unless given), then the
+        shown branch's finished messages.
 
         Of n > 1 choices at one position, the first still active one is the one continued.
         """
-        api = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        system_prompt = self.system_prompt if system_prompt is None else system_prompt
+        api = [{"role": "system", "content": system_prompt}] if system_prompt else []
         answered: set[tuple[int, int | None]] = set()
-        for message in messages if messages is not None else self.current_messages():
+        for message in messages if messages is not None else self.thread():
             if message.role == Message.Role.ASSISTANT:
                 if message.status in (Message.Status.STREAMING, Message.Status.ERROR) and not message.has_output:
                     continue
@@ -302,6 +311,13 @@ class Message(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         self.text_index = self.text
+        if self._state.adding and self.parent_id is None and self.position > 0:
+            # Given only a position, a new message follows the shown message one position up
+            # (the product's own code always names the parent; this keeps plain inserts coherent).
+            from chat import branches
+
+            shown = [m for m in self.conversation.thread() if m.position == self.position - 1]
+            self.parent = branches.tail(shown) if shown else None
         update_fields = kwargs.get("update_fields")
         if update_fields is not None and "content" in update_fields:
             kwargs["update_fields"] = {*update_fields, "text_index"}

@@ -339,17 +339,26 @@ class PanelForm(forms.Form):
 
     # --- saving --------------------------------------------------------------------------
 
-    def save(self) -> Conversation:
-        data, conversation = self.cleaned_data, self.conversation
-        values = dict(self.values)
-        conversation.endpoint = data["endpoint"]
-        conversation.system_prompt = data["system_prompt"]
-        conversation.tools = values.pop("tools") or []
-        conversation.response_format = values.pop("response_format")
-        conversation.canned_results = data.get("canned_results") or {}
-        conversation.options = {k: v for k, v in values.items() if v is not None}
-        conversation.save()
-        return conversation
+    def stored(self) -> dict:
+        """The conversation's fields as this form would store them."""
+        data, values = self.cleaned_data, dict(self.values)
+        return {
+            "endpoint": data["endpoint"], "system_prompt": data["system_prompt"],
+            "tools": values.pop("tools") or [], "response_format": values.pop("response_format"),
+            "canned_results": data.get("canned_results") or {},
+            "options": {k: v for k, v in values.items() if v is not None},
+        }
+
+    def save(self, *, if_changed: bool = False) -> bool:
+        """Store the values; with `if_changed`, only when they differ from the stored ones
+        (a send carries the panel's values and stores them only when they changed)."""
+        fields = self.stored()
+        if if_changed and all(getattr(self.conversation, name) == value for name, value in fields.items()):
+            return False
+        for name, value in fields.items():
+            setattr(self.conversation, name, value)
+        self.conversation.save()
+        return True
 
     def grouped(self) -> list[tuple[str, list]]:
         """Bound fields by registry group, in the registry's group order (for the template)."""

@@ -10,6 +10,7 @@ urlpatterns = [
     path("conversations/import", views.conversation_import, name="conversation_import"),
     path("c/<uuid:public_id>/", views.conversation, name="conversation"),
     path("c/<uuid:public_id>/settings", views.conversation_settings, name="conversation_settings"),
+    path("c/<uuid:public_id>/next-request", views.conversation_next_request, name="conversation_next_request"),
     path("c/<uuid:public_id>/preset", views.conversation_preset, name="conversation_preset"),
     path("c/<uuid:public_id>/messages/add", views.message_add, name="message_add"),
     path("c/<uuid:public_id>/messages/<uuid:message_id>/tool-result", views.tool_result, name="tool_result"),

@@ -14,7 +14,7 @@ from django_htmx.http import reswap, retarget
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import fragments
+from chat import fragments, nextrequest
 from chat.forms import ImportCurlForm, family_defaults
 from chat.models import Completion, Conversation, Message, message_rows
 from chat.panel import PanelForm
@@ -250,6 +250,23 @@ def completion_code(request: HttpRequest, public_id) -> HttpResponse:
     context = {"completion": completion, "curl": to_curl(base_url, body), "python": to_python(base_url, body), "json": to_json(body)}
     template = "chat/code.html#code" if request.htmx else "chat/code.html"
     return render(request, template, context)
+
+
+@require_POST
+def conversation_next_request(request: HttpRequest, public_id) -> HttpResponse:
+    """The request the composer would send now (the panel's values as shown and the composer's
+    text, both posted), as JSON, cURL and Python: built by the same code as the send itself."""
+    conversation = editable_conversation(request, public_id)
+    context = {"conversation": conversation}
+    try:
+        body = nextrequest.preview(conversation, request.user, settings=request.POST, content=request.POST.get("content", ""))
+    except nextrequest.NotSendable as e:
+        context["error"] = str(e)
+    else:
+        endpoint = conversation.endpoint
+        base_url = endpoint.base_url if endpoint else "$BASE_URL/v1"
+        context.update(body=body, curl=to_curl(base_url, body), python=to_python(base_url, body), json=to_json(body))
+    return render(request, "chat/code.html#next-request", context)
 
 
 @require_GET
