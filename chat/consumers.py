@@ -18,11 +18,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import transaction
 from django.utils import timezone
 
-from chat import fragments
+from chat import branches, fragments, nextrequest
 from chat.forms import FrameForm
-from chat.models import Completion, Conversation, Endpoint, Message, message_rows
+from chat.models import Completion, Conversation, Endpoint, Message
 from chat.runs import CompletionRun
-from chat.upstream.payload import PayloadError, build_payload
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +123,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if self._running():
             raise Refused("A completion is already running; stop it first.")
         # One trip to the database thread: authorize, save, and render the first fragments.
-        completion, reply, user_message = await self._start(action, data)
+        completion, reply, user_message, redraw = await self._start(action, data)
         await self.send(text_data=fragments.clear_frame_error())
         # The upstream request goes out first, and the opening fragments render while it waits for
         # its first token; the run's own fragments target the placeholder, so they wait for it.
@@ -132,7 +131,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.run = CompletionRun(completion, reply, self.broadcast, opened=opened)
         self.run.start()
         try:
-            await self.broadcast(await database_sync_to_async(fragments.opening)(user_message, reply))
+            opening = self._redraw if redraw else fragments.opening
+            await self.broadcast(await database_sync_to_async(opening)(user_message, reply))
         finally:
             opened.set()
 
@@ -204,18 +204,22 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     @database_sync_to_async
     def _snapshot(self, known: str = "") -> str:
         conversation = Conversation.objects.get(public_id=self.public_id)
-        messages = list(conversation.current_messages().select_related("completion"))
+        messages = conversation.thread(annotate=True)
         if known and known == fragments.list_version(messages):
             return fragments.synced()
-        for message in messages:
-            message.conversation = conversation
-        streaming = any(m.status == Message.Status.STREAMING for m in messages)
-        return fragments.message_list(messages, message_rows(messages), streaming=streaming)
+        return fragments.message_list(messages, streaming=any(m.status == Message.Status.STREAMING for m in messages))
+
+    @staticmethod
+    def _redraw(user_message, reply) -> str:
+        """The whole shown branch with the new placeholder (after an edit or a regenerate)."""
+        messages = reply.conversation.thread(annotate=True)
+        return fragments.message_list(messages, streaming=True) + fragments.title(reply.conversation)
 
     @database_sync_to_async
     def _start(self, action: str, data: dict):
         """Authorize, save what the user asked for and a Completion row before the upstream is
-        called; returns the completion, the placeholder answer and the new user message (if any)."""
+        called; returns the completion, the placeholder answer and the new user message (if any).
+        The request is built from the settings the page showed (stored first when they changed)."""
         user = self.scope["user"]
         visible = Conversation.objects.visible_to(user).filter(public_id=self.public_id).values_list("pk", "owner_id").first()
         if not user.is_active or visible is None:
@@ -224,6 +228,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             raise Refused(READ_ONLY)
         with transaction.atomic():
             conversation = Conversation.objects.select_for_update().get(pk=visible[0])
+            try:
+                form = nextrequest.panel_form(conversation, user, data.get("settings") or None)
+            except nextrequest.NotSendable as e:
+                raise Refused(str(e)) from None
+            if form is not None:
+                form.save(if_changed=True)
             endpoint = Endpoint.objects.select_related("api_key").filter(pk=conversation.endpoint_id).first()
             if endpoint is None or not endpoint.is_active:
                 raise Refused("This conversation has no active endpoint; pick one in the settings.")
@@ -231,37 +241,17 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 raise Refused("You may not use this endpoint; pick another one in the settings.")
             if self._live_stream(conversation):
                 raise Refused("A completion is already running in this conversation.")
-            current = list(conversation.current_messages())
-            user_message = None
-            if action == "send":
-                position = (current[-1].position + 1) if current else 0
-                user_message = Message.objects.create(
-                    conversation=conversation, position=position, role="user", content=data["content"]
-                )
-                current.append(user_message)
-            elif action == "edit":
-                target = next((m for m in current if m.public_id == data["message"] and m.role == "user"), None)
-                if target is None:
-                    raise Refused("That message cannot be edited (it is not one of the shown user messages).")
-                # The old message and everything after it become an earlier branch.
-                conversation.messages.filter(is_active=True, position__gte=target.position).update(is_active=False)
-                user_message = Message.objects.create(
-                    conversation=conversation, position=target.position, role="user", content=data["content"]
-                )
-                current = [m for m in current if m.position < target.position] + [user_message]
-            elif action == "run":  # answer the messages as they stand (tool results, hand-written turns)
-                if not current:
-                    raise Refused("Add a message first.")
-            elif action == "regenerate":
-                while current and current[-1].role == "assistant":
-                    current.pop()
-                if not current:
-                    raise Refused("There is no message to answer yet.")
-                conversation.messages.filter(is_active=True, position__gt=current[-1].position).update(is_active=False)
+            shown = conversation.thread()
             try:
-                body = build_payload(endpoint.model_id, conversation.api_messages(current), conversation.option_values())
-            except PayloadError as e:
-                raise Refused(f"The request is not valid: {e}") from None
+                plan = nextrequest.plan(shown, action, content=data.get("content") or "", message=data.get("message"))
+                values = nextrequest.option_values(conversation, form, plan=plan, tool_choice=data.get("tool_choice") or "")
+                body = nextrequest.build(conversation, plan, values, model=endpoint.model_id)
+            except nextrequest.NotSendable as e:
+                raise Refused(str(e)) from None
+            parent, user_message = plan.parent, None
+            if plan.content is not None:
+                user_message = branches.add_child(conversation, parent, role="user", content=plan.content)
+                parent = user_message
             if not conversation.title and user_message is not None:
                 conversation.title = user_message.text[:80]
             conversation.save(update_fields=["title", "updated_at"])
@@ -269,12 +259,13 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 conversation=conversation, endpoint=endpoint, user=user, request_body=body,
                 status=Completion.Status.STREAMING,
             )
-            reply = Message.objects.create(
-                conversation=conversation, position=current[-1].position + 1, role="assistant",
-                completion=completion, status=Message.Status.STREAMING,
+            reply = branches.add_child(
+                conversation, parent, role="assistant", completion=completion, status=Message.Status.STREAMING,
             )
         completion.endpoint = endpoint  # keep the preloaded api_key for the run
-        return completion, reply, user_message
+        # A send or run continues the shown list; an edit or a regenerate changes it: send it whole.
+        redraw = action in ("edit", "regenerate")
+        return completion, reply, user_message, redraw
 
     @staticmethod
     def _live_stream(conversation: Conversation) -> bool:

@@ -92,9 +92,19 @@ def stream_status(*, streaming: bool) -> str:
     return _partial("stream-status", streaming=streaming, oob="true")
 
 
-def message_list(messages, rows, *, streaming: bool) -> str:
-    """The whole list, for a (re)connecting viewer whose page is not current."""
-    return _partial("message-list", thread=messages, rows=rows, oob="true") + stream_status(streaming=streaming) + synced()
+def message_list(messages, *, streaming: bool, answered_calls=None) -> str:
+    """The whole shown branch (Conversation.thread(annotate=True)): for a (re)connecting viewer
+    whose page is not current, and for every viewer after a branching action."""
+    from chat.models import message_rows
+
+    if answered_calls is None:
+        answered_calls = {m.tool_call_id for m in messages if m.role == "tool"}
+    from chat.nextrequest import forcing_tool_choice
+
+    conversation = messages[0].conversation if messages else None
+    context = {"thread": messages, "rows": message_rows(messages), "oob": "true", "answered_calls": answered_calls,
+               "conversation": conversation, "continue_forcing": forcing_tool_choice(conversation) if conversation else ""}
+    return render_to_string(f"{PAGE}#message-list", context) + stream_status(streaming=streaming) + synced()
 
 
 def synced() -> str:

@@ -96,7 +96,7 @@ def option_values(conversation, form=None, *, plan: Plan | None = None, tool_cho
     tool_choice. After tool results, a `required` or named tool_choice would make the model call
     the tool again and never answer: unless the user keeps it, the continuation uses `auto`."""
     values = dict(form.values) if form is not None else conversation.option_values()
-    if plan is not None and plan.context and plan.context[-1].role == "tool" and plan.action == "run":
+    if plan is not None and plan.context and plan.context[-1].role == "tool" and plan.content is None:
         configured = values.get("tool_choice")
         forcing = configured in FORCING or isinstance(configured, dict)
         if tool_choice in ("auto", "none"):
@@ -139,3 +139,11 @@ def preview(conversation, user, *, settings=None, content: str = "") -> dict:
         raise NotSendable("This conversation has no endpoint; pick one in the settings.")
     system_prompt = form.cleaned_data["system_prompt"] if form is not None else None
     return build(conversation, the_plan, values, model=endpoint.model_id, system_prompt=system_prompt)
+
+
+def forcing_tool_choice(conversation) -> str:
+    """The stored tool_choice when it would force another tool call after tool results ("" if not)."""
+    choice = conversation.options.get("tool_choice")
+    if isinstance(choice, dict):
+        return f"function {choice.get('function', {}).get('name', '?')}"
+    return choice if choice in FORCING else ""

@@ -18,7 +18,7 @@ from channels.db import database_sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
-from chat import fragments
+from chat import branches, fragments
 from chat.crypto import DecryptionError
 from chat.logprobs import LiveTokens
 from chat.models import Completion, Message
@@ -277,7 +277,8 @@ class CompletionRun:
         self.message.save()
         for choice in choices[1:]:  # n > 1: the other choices, kept beside the first
             extra = Message(
-                conversation=self.message.conversation, position=self.message.position, role="assistant",
+                conversation=self.message.conversation, parent_id=self.message.parent_id,
+                position=self.message.position, role="assistant",
                 completion=self.completion, choice_index=choice.get("index", 0), status=status,
             )
             self._fill(extra, choice, streamed_text=False)
@@ -301,6 +302,8 @@ class CompletionRun:
             if tokens and generating > 0:
                 completion.tokens_per_s = tokens / generating
         completion.save()
+        # The final render replaces the placeholder's row: it keeps the ◀ i/N ▶ of a regenerated answer.
+        branches.load(self.message.conversation, related=()).annotate([self.message])
 
     def _fill(self, message: Message, choice: dict | None, streamed_text: bool) -> None:
         """Copy one choice onto a message; the first choice keeps the live-split text on cancel/error."""

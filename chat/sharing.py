@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # Fields a fork does not take from its source: identity, ownership, sharing, lineage, timestamps.
 NOT_FORKED = {"id", "public_id", "owner", "team", "visibility", "forked_from", "endpoint", "created_at", "updated_at"}
 # Message fields that stay behind: identity, the conversation, the source's completion rows.
-NOT_COPIED = {"id", "public_id", "conversation", "completion", "created_at", "updated_at"}
+NOT_COPIED = {"id", "public_id", "conversation", "completion", "parent", "created_at", "updated_at"}
 
 
 class RenameForm(forms.Form):
@@ -78,7 +78,7 @@ class ForkForm(forms.Form):
 
 def forkable_messages(conversation: Conversation) -> list[Message]:
     """The shown branch, without an answer still streaming."""
-    return [m for m in conversation.current_messages() if m.status != Message.Status.STREAMING]
+    return [m for m in conversation.thread() if m.status != Message.Status.STREAMING]
 
 
 @transaction.atomic
@@ -92,12 +92,17 @@ def fork(source: Conversation, *, user, endpoint: Endpoint, messages: list[Messa
     copy = Conversation.objects.create(**fields, owner=user, endpoint=endpoint, forked_from=source)
     if upto is not None:
         messages = [m for m in messages if m.position <= upto.position]
-    copied = []
+    # The shown branch only, each copy following the copy of its parent (n choices share one).
+    copies: dict[int, Message] = {}
+    rows: set[tuple] = set()
     for message in messages:
+        if message.completion_id is not None:  # of n choices shown side by side, the continued one
+            if (message.parent_id, message.completion_id) in rows:
+                continue
+            rows.add((message.parent_id, message.completion_id))
         values = {f.attname: getattr(message, f.attname) for f in Message._meta.concrete_fields if f.name not in NOT_COPIED}
-        values["text_index"] = message.text  # bulk_create skips save()
-        copied.append(Message(**values, conversation=copy))
-    Message.objects.bulk_create(copied)
+        values["parent_id"] = copies[message.parent_id].pk if message.parent_id in copies else None
+        copies[message.pk] = Message.objects.create(**values, conversation=copy)
     return copy
 
 
@@ -157,7 +162,7 @@ def export_markdown(conversation: Conversation) -> str:
         lines += ["## Response format", "", fence(json.dumps(conversation.response_format, indent=2, ensure_ascii=False), "json"), ""]
     if conversation.system_prompt:
         lines += ["## System", "", conversation.system_prompt, ""]
-    for message in conversation.current_messages():
+    for message in conversation.thread():
         heading = message.get_role_display()
         if message.choice_index:
             heading += f" (choice {message.choice_index + 1})"

@@ -14,6 +14,7 @@ urlpatterns = [
     path("c/<uuid:public_id>/preset", views.conversation_preset, name="conversation_preset"),
     path("c/<uuid:public_id>/messages/add", views.message_add, name="message_add"),
     path("c/<uuid:public_id>/messages/<uuid:message_id>/tool-result", views.tool_result, name="tool_result"),
+    path("c/<uuid:public_id>/messages/<uuid:message_id>/show", views.message_show, name="message_show"),
     path("c/<uuid:public_id>/messages/<uuid:message_id>/pick", views.message_pick, name="message_pick"),
     path("c/<uuid:public_id>/messages/<uuid:message_id>/edit", views.message_edit, name="message_edit"),
     path("c/<uuid:public_id>/messages/<uuid:message_id>/delete", views.message_delete, name="message_delete"),

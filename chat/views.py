@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 
 from django.contrib import messages as django_messages
 from django.contrib.auth.decorators import login_not_required
@@ -14,7 +15,10 @@ from django_htmx.http import reswap, retarget
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import fragments, nextrequest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from chat import branches, fragments, nextrequest
 from chat.forms import ImportCurlForm, family_defaults
 from chat.models import Completion, Conversation, Message, message_rows
 from chat.panel import PanelForm
@@ -22,6 +26,8 @@ from chat.presets import SCHEMA_EXAMPLES, TOOL_TEMPLATES
 from chat.upstream.export import to_curl, to_json, to_python
 from chat.upstream.families import FAMILIES, is_reasoning_model
 from chat.upstream.payload import PayloadError, check_image_url, validate_messages
+
+log = logging.getLogger(__name__)
 
 
 def visible_conversation(request: HttpRequest, public_id) -> Conversation:
@@ -38,9 +44,7 @@ def visible_conversation(request: HttpRequest, public_id) -> Conversation:
 
 def _page_context(request: HttpRequest, conversation: Conversation, form: PanelForm | None = None, saved=False) -> dict:
     can_edit = conversation.can_edit(request.user)
-    messages = list(conversation.current_messages().select_related("completion"))
-    for message in messages:
-        message.conversation = conversation  # partials build URLs from it without another query
+    messages = conversation.thread(annotate=True)
     if form is None:
         form = PanelForm(initial=PanelForm.initial_for(conversation), user=request.user, conversation=conversation)
     if not can_edit:
@@ -53,6 +57,7 @@ def _page_context(request: HttpRequest, conversation: Conversation, form: PanelF
         "reasoning_model": bool(conversation.endpoint and is_reasoning_model(conversation.endpoint.model_id)),
         "tool_templates": list(TOOL_TEMPLATES), "schema_examples": list(SCHEMA_EXAMPLES),
         "answered_calls": {m.tool_call_id for m in messages if m.role == "tool"},
+        "continue_forcing": nextrequest.forcing_tool_choice(conversation),
         "streaming": any(m.status == Message.Status.STREAMING for m in messages),
         "list_version": fragments.list_version(messages),
     }
@@ -107,6 +112,25 @@ def _messages_partial(request: HttpRequest, conversation: Conversation, **extra)
     return render(request, "chat/conversation.html#message-list", context)
 
 
+def _thread_changed(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    """The shown branch changed: the page that asked gets the new list, and every other open view
+    of the conversation (the owner's other tabs, teammates) gets it over its socket."""
+    broadcast_thread(conversation)
+    return _messages_partial(request, conversation)
+
+
+def broadcast_thread(conversation: Conversation) -> None:
+    from chat.consumers import group_name
+
+    messages = conversation.thread(annotate=True)
+    streaming = any(m.status == Message.Status.STREAMING for m in messages)
+    html = fragments.message_list(messages, streaming=streaming)
+    try:
+        async_to_sync(get_channel_layer().group_send)(group_name(conversation.public_id), {"type": "conversation.fragment", "html": html})
+    except Exception:  # a channel layer that is down must not fail the change; pages re-sync on reconnect
+        log.warning("could not send the new thread of %s to its viewers", conversation.public_id, exc_info=True)
+
+
 @require_POST
 def conversation_preset(request: HttpRequest, public_id) -> HttpResponse:
     """Family defaults, the thinking preset, the reasoning-style prompt, a tool template, a schema example."""
@@ -136,16 +160,19 @@ def conversation_preset(request: HttpRequest, public_id) -> HttpResponse:
     return render(request, "chat/conversation.html#settings-panel", _page_context(request, conversation, saved=True))
 
 
-def _next_position(conversation: Conversation) -> int:
-    last = conversation.current_messages().last()
-    return last.position + 1 if last else 0
+def shown_message(conversation: Conversation, message_id, **filters) -> Message:
+    """One of the messages shown now (the active branch), or 404."""
+    for message in conversation.thread(annotate=True):
+        if message.public_id == message_id and all(getattr(message, k) == v for k, v in filters.items()):
+            return message
+    raise Http404("No such message")
 
 
 @require_POST
 def tool_result(request: HttpRequest, public_id, message_id) -> HttpResponse:
     """A `tool` message answering one call of an assistant message (typed, or the tool's canned result)."""
     conversation = editable_conversation(request, public_id)
-    message = get_object_or_404(conversation.current_messages(), public_id=message_id, role="assistant")
+    message = shown_message(conversation, message_id, role="assistant")
     call_id = request.POST.get("tool_call_id", "")
     call = next((c for c in message.tool_calls or [] if c.get("id") == call_id), None)
     if call is None:
@@ -158,11 +185,8 @@ def tool_result(request: HttpRequest, public_id, message_id) -> HttpResponse:
         content = conversation.canned_results[name]
     if not content.strip():
         return _messages_partial(request, conversation, tool_error=f"Type the result of {name} first.")
-    Message.objects.create(
-        conversation=conversation, position=_next_position(conversation), role="tool", content=content,
-        tool_call_id=call_id,
-    )
-    return _messages_partial(request, conversation)
+    branches.add_child(conversation, branches.tail(conversation.thread()), role="tool", content=content, tool_call_id=call_id)
+    return _thread_changed(request, conversation)
 
 
 MAX_IMAGE_BYTES = 4 * 1024 * 1024
@@ -211,23 +235,33 @@ def message_add(request: HttpRequest, public_id) -> HttpResponse:
         response = render(request, "chat/conversation.html#add-message",
                           {**_page_context(request, conversation), "add_message_error": str(e)})
         return retarget(reswap(response, "outerHTML"), "#add-message")
-    Message.objects.create(
-        conversation=conversation, position=_next_position(conversation), role=role, content=message["content"],
+    branches.add_child(
+        conversation, branches.tail(conversation.thread()), role=role, content=message["content"],
         tool_calls=message.get("tool_calls"), tool_call_id=message.get("tool_call_id", ""),
     )
-    return _messages_partial(request, conversation)
+    return _thread_changed(request, conversation)
 
 
 @require_POST
 def message_pick(request: HttpRequest, public_id, message_id) -> HttpResponse:
     """Continue with one of n choices: the others leave the shown branch."""
     conversation = editable_conversation(request, public_id)
-    chosen = get_object_or_404(conversation.current_messages(), public_id=message_id, role="assistant")
-    conversation.messages.filter(completion=chosen.completion, position=chosen.position).exclude(pk=chosen.pk).update(
+    chosen = shown_message(conversation, message_id, role="assistant")
+    conversation.messages.filter(completion=chosen.completion, parent_id=chosen.parent_id).exclude(pk=chosen.pk).update(
         is_active=False
     )
-    chosen.conversation = conversation
-    return render(request, "chat/conversation.html#message-row", {"row": [chosen], "oob": ""})
+    return _thread_changed(request, conversation)
+
+
+@require_POST
+def message_show(request: HttpRequest, public_id, message_id) -> HttpResponse:
+    """Switch a branch: show the alternative this message belongs to, with its whole continuation."""
+    conversation = editable_conversation(request, public_id)
+    message = get_object_or_404(conversation.messages.filter(removed=False), public_id=message_id)
+    if any(m.status == Message.Status.STREAMING for m in conversation.thread()):
+        return _messages_partial(request, conversation, tool_error="Stop the answer before switching branches.")
+    branches.select(conversation, message)
+    return _thread_changed(request, conversation)
 
 
 def visible_completion(request: HttpRequest, public_id) -> Completion:
@@ -314,7 +348,7 @@ def conversation_import(request: HttpRequest) -> HttpResponse:
 def message_edit(request: HttpRequest, public_id, message_id) -> HttpResponse:
     """Change a shown message in place before running (any role); user turns can also be resent from the socket."""
     conversation = editable_conversation(request, public_id)
-    message = get_object_or_404(conversation.current_messages(), public_id=message_id)
+    message = shown_message(conversation, message_id)
     if message.status == Message.Status.STREAMING:
         return _messages_partial(request, conversation, tool_error="That answer is still streaming.")
     edited = {"role": message.role, "content": request.POST.get("content", "")}
@@ -334,16 +368,15 @@ def message_edit(request: HttpRequest, public_id, message_id) -> HttpResponse:
         return _messages_partial(request, conversation, tool_error=str(e))
     message.content = edited["content"]
     message.save(update_fields=["content", "updated_at"])
-    return _messages_partial(request, conversation)
+    return _thread_changed(request, conversation)
 
 
 @require_POST
 def message_delete(request: HttpRequest, public_id, message_id) -> HttpResponse:
     """Take a message out of the shown branch (it stays in the history of earlier branches)."""
     conversation = editable_conversation(request, public_id)
-    message = get_object_or_404(conversation.current_messages(), public_id=message_id)
+    message = shown_message(conversation, message_id)
     if message.status == Message.Status.STREAMING:
         return _messages_partial(request, conversation, tool_error="Stop the answer before removing it.")
-    message.is_active = False
-    message.save(update_fields=["is_active", "updated_at"])
-    return _messages_partial(request, conversation)
+    branches.remove(conversation, message)
+    return _thread_changed(request, conversation)

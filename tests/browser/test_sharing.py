@@ -86,7 +86,7 @@ def test_share_watch_live_and_fork(live_server_url, browser, page, owner, teamma
         mate.wait_for_url(lambda u: "/c/" in u and str(conversation.public_id) not in u)
         fork = Conversation.objects.get(owner=teammate)
         assert fork.forked_from == conversation and fork.system_prompt == "Answer in one paragraph."
-        assert [m.role for m in fork.current_messages()] == ["user", "assistant"]
+        assert [m.role for m in fork.thread()] == ["user", "assistant"]
         expect(mate.locator(".fork-source")).to_have_text("Team experiment")
         expect(mate.locator(".message.assistant")).to_have_attribute("data-status", "complete")
         expect(mate.locator("#composer textarea")).to_be_editable()
@@ -95,7 +95,7 @@ def test_share_watch_live_and_fork(live_server_url, browser, page, owner, teamma
         mate.keyboard.press("Enter")
         expect(mate.locator(".message.assistant")).to_have_count(2)
         expect(mate.locator(".message.assistant").last).to_have_attribute("data-status", "complete", timeout=30_000)
-        assert [m.role for m in fork.current_messages()] == ["user", "assistant", "user", "assistant"]
+        assert [m.role for m in fork.thread()] == ["user", "assistant", "user", "assistant"]
         assert conversation.messages.count() == 2  # the source is untouched
         expect(page.locator(".message")).to_have_count(2)  # and its owner saw nothing of the fork
     finally:

@@ -70,6 +70,10 @@ HTTP = [
     ("tool result (GET)",           "tool_result",            "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
     ("pick a choice",               "message_pick",           "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
     ("pick a choice (GET)",         "message_pick",           "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("switch a branch",             "message_show",           "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("switch a branch (GET)",       "message_show",           "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("next-request preview",        "conversation_next_request", "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("next-request preview (GET)",  "conversation_next_request", "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
     ("edit a message in place",     "message_edit",           "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
     ("edit in place (GET)",         "message_edit",           "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
     ("remove a message",            "message_delete",         "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
@@ -164,7 +168,7 @@ def request_for(route: str, world, state: str) -> tuple[str, dict, dict]:
     name = route.split("?")[0]
     if name in ("index", "conversation_new", "conversation_import", "healthz"):
         args = []
-    elif name in ("tool_result", "message_pick"):
+    elif name in ("tool_result", "message_pick", "message_show"):
         args = [c.public_id, c.messages.get(role="assistant").public_id]
     elif name in ("message_edit", "message_delete"):
         args = [c.public_id, c.messages.get(role="user").public_id]
@@ -179,6 +183,7 @@ def request_for(route: str, world, state: str) -> tuple[str, dict, dict]:
         "message_add": {"role": "user", "content": "another question"},
         "tool_result": {"tool_call_id": "call_1", "content": '{"temp": 21}'},
         "message_edit": {"content": "What is the weather in Oslo?"},
+        "conversation_next_request": {"content": "and in Bergen?"},
         "conversation_title": {"title": "Renamed"},
         "conversation_visibility": {"share": ""},
         "conversation_fork": {"endpoint": "qwen"},

@@ -368,7 +368,7 @@ async def test_edit_and_resend_branches_from_that_message(owner, conversation):
     await send(ws, action="edit", message=str(first.public_id), content="First question, edited")
     await frames_until_idle(ws)
     await ws.disconnect()
-    shown = await database_sync_to_async(lambda: list(conversation.current_messages()))()
+    shown = await database_sync_to_async(lambda: list(conversation.thread()))()
     assert [(m.role, m.text) for m in shown][0] == ("user", "First question, edited")
     assert len(shown) == 2
     assert len(await messages_of(conversation)) == 6  # the old branch is kept
@@ -444,7 +444,7 @@ async def test_a_page_that_is_current_is_not_sent_its_list_again(owner, conversa
         return re.search(r'ws-connect="/ws/conversations/[0-9a-f-]+/\?v=(\w+)"', html).group(1)
 
     version = await database_sync_to_async(page_version)()
-    current = await database_sync_to_async(lambda: fragments.list_version(list(conversation.current_messages())))()
+    current = await database_sync_to_async(lambda: fragments.list_version(list(conversation.thread())))()
     assert version == current
 
     async def first_frame(v):

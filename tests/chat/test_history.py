@@ -283,8 +283,8 @@ def test_fork_keeps_messages_and_settings(client, teammate, rich, qwen):
         rich.title, rich.system_prompt, rich.options, rich.tools, rich.response_format
     )
     fields = ["position", "role", "content", "reasoning", "tool_calls", "tool_call_id", "logprobs", "finish_reason", "status"]
-    original = [[getattr(m, f) for f in fields] for m in rich.current_messages()]
-    copied = [[getattr(m, f) for f in fields] for m in copy.current_messages()]
+    original = [[getattr(m, f) for f in fields] for m in rich.thread()]
+    copied = [[getattr(m, f) for f in fields] for m in copy.thread()]
     assert copied == original and len(copied) == 4
     assert not copy.messages.filter(is_active=False).exists()  # only the shown branch
     assert not copy.completions.exists() and all(m.completion_id is None for m in copy.messages.all())
@@ -293,7 +293,7 @@ def test_fork_keeps_messages_and_settings(client, teammate, rich, qwen):
 
 
 def test_fork_from_a_message(client, teammate, rich):
-    upto = rich.current_messages().get(position=1)
+    upto = rich.thread()[1]
     response = client.get(reverse("chat:conversation_fork", args=[rich.public_id]), {"upto": upto.public_id})
     assert response.status_code == 302  # not logged in yet
     client.force_login(teammate)
@@ -301,8 +301,8 @@ def test_fork_from_a_message(client, teammate, rich):
     assert f'value="{upto.public_id}" selected' in page
     fork_as(client, teammate, rich, endpoint="qwen", upto=str(upto.public_id))
     copy = Conversation.objects.get(owner=teammate)
-    assert [m.role for m in copy.current_messages()] == ["user", "assistant"]
-    assert copy.current_messages().last().tool_calls[0]["id"] == "call_1"
+    assert [m.role for m in copy.thread()] == ["user", "assistant"]
+    assert copy.thread()[-1].tool_calls[0]["id"] == "call_1"
 
 
 def test_fork_refuses_a_message_of_another_conversation(client, owner, teammate, rich, private):

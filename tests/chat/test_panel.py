@@ -238,7 +238,7 @@ async def test_the_tool_loop_with_a_canned_result(owner, sim, endpoint):
     body = sim.requests[-1].json
     assert body["messages"][-2]["tool_calls"][0]["id"] == call["id"]
     assert body["messages"][-1] == {"role": "tool", "content": "22 degrees and sunny", "tool_call_id": call["id"]}
-    final = (await database_sync_to_async(lambda: list(conversation.current_messages()))())[-1]
+    final = (await database_sync_to_async(lambda: list(conversation.thread()))())[-1]
     assert final.role == "assistant" and "22" in final.content
 
 
