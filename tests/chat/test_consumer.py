@@ -493,5 +493,6 @@ async def test_the_placeholder_goes_out_before_any_token_even_when_tokens_are_in
         _, reply = (await messages_of(conversation, is_active=True))[-2:]
         opening = next(i for i, f in enumerate(frames) if f'id="msg-{reply.public_id}"' in f)
         assert opening == 0 and 'data-status="streaming"' in frames[0]
-        assert ('class="message user' in frames[0]) == (action == "send")  # regenerate shows no new user message
+        # A send appends the user's message; a regenerate redraws the shown branch with the new placeholder.
+        assert ('id="messages" class="messages" hx-swap-oob="true"' in frames[0]) == (action == "regenerate")
         assert reply.status == "complete"

@@ -231,6 +231,7 @@ async def test_the_tool_loop_with_a_canned_result(owner, sim, endpoint):
 
     page = await answer()
     assert "22 degrees and sunny" in page and 'id="continue-form"' in page
+    assert "22 degrees and sunny" in await ws.receive_from()  # the open page is told the new list too
     await Conversation.objects.filter(pk=conversation.pk).aupdate(options={"stream": True, "chat_template_kwargs": {"enable_thinking": False}})
     await send(ws, action="run")
     await frames_until_idle(ws)
