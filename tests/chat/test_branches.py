@@ -221,3 +221,50 @@ async def test_the_next_request_preview_is_the_body_then_sent(owner, conversatio
     assert sim.app.requests[-1].json == shown_json
     assert shown_json["temperature"] == 0.3 and shown_json["messages"][-1] == {"role": "user", "content": "Second"}
     await ws.disconnect()
+
+
+async def test_fork_export_and_next_request_follow_the_shown_branch(owner, conversation, sim, client):
+    from chat import sharing
+
+    ws = await connect(owner, conversation)
+    await three_turns(ws)
+    second_answer = (await thread(conversation))[3]
+    await send(ws, action="regenerate", message=str(second_answer.public_id))
+    await frames_until_idle(ws)
+    await ws.disconnect()
+
+    @database_sync_to_async
+    def check():
+        source = Conversation.objects.get(pk=conversation.pk)
+        shown_ids = [m.pk for m in source.thread()]
+        assert len(shown_ids) == 4 and second_answer.pk not in shown_ids
+        exported = json.loads(sharing.export_json(source))
+        assert exported["messages"] == source.api_messages()
+        assert "Question three" not in json.dumps(exported) and "Question three" not in sharing.export_markdown(source)
+        copy = sharing.fork(source, user=owner, endpoint=source.endpoint, messages=sharing.forkable_messages(source), upto=None)
+        copied = copy.thread()
+        assert [(m.role, m.content) for m in copied] == [(m.role, m.content) for m in source.thread()]
+        assert copied[0].parent_id is None and all(b.parent_id == a.pk for a, b in zip(copied, copied[1:]))
+
+    await check()
+
+
+def test_existing_rows_are_linked_into_a_tree(owner, endpoint):
+    """Migration 0005 on rows written before branches: each follows the shown message one up."""
+    import importlib
+
+    from django.apps import apps
+
+    link_parents = importlib.import_module("chat.migrations.0005_message_parent").link_parents
+    c = Conversation.objects.create(owner=owner, endpoint=endpoint)
+    rows = Message.objects.bulk_create([  # bulk_create: no parents, as before the migration
+        Message(conversation=c, position=0, role="user", content="q"),
+        Message(conversation=c, position=1, role="assistant", content="old answer", is_active=False),
+        Message(conversation=c, position=1, role="assistant", content="new answer"),
+        Message(conversation=c, position=2, role="user", content="follow-up"),
+    ])
+    link_parents(apps, None)
+    assert [m.content for m in c.thread()] == ["q", "new answer", "follow-up"]
+    old = Message.objects.get(pk=rows[1].pk)
+    assert old.parent_id == rows[0].pk  # the earlier answer is a sibling, reachable with ◀
+    assert c.thread(annotate=True)[1].branch.count == 2
