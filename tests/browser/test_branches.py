@@ -136,3 +136,25 @@ def test_a_teammate_watching_sees_the_branch_switch_live(live_server_url, browse
         assert shown_on_page(mate) == shown_on_page(page)
     finally:
         context.close()
+
+
+def test_continue_with_choice_two_is_what_the_next_request_sends(live_server_url, page, owner, sim):
+    conversation = open_conversation(page, live_server_url, owner, sim_endpoint(sim.url, KEY), options={"n": 2, "seed": 5})
+    type_and_send(page, "Hello")
+    row = page.locator(".message-row.choices")
+    expect(row.locator(".message.assistant")).to_have_count(2)
+    expect(row.locator(".choices-note")).to_contain_text("continues with choice 1")
+    row.get_by_role("button", name="Continue with choice 2").click()
+    expect(page.locator(".message-row.choices")).to_have_count(0)
+    chosen = conversation.messages.get(role="assistant", is_active=True)
+    assert chosen.choice_index == 1
+    before = expected(conversation, page)
+    assert before[-1] == ("assistant", chosen.content)
+    count = page.locator("#messages article.message").count()
+    box = page.locator("#composer textarea")
+    box.press_sequentially("And then?", delay=15)
+    page.keyboard.press("Enter")
+    expect(page.locator("#messages .message-row.choices")).to_have_count(1, timeout=20_000)  # n=2 again
+    expect(page.locator('#messages article.message[data-status="streaming"]')).to_have_count(0, timeout=20_000)
+    assert page.locator("#messages article.message").count() == count + 3
+    assert sent(sim) == before + [("user", "And then?")]
