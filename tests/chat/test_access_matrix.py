@@ -347,7 +347,7 @@ async def open_socket(user, conversation):
     from playground.asgi import application
 
     communicator = Socket(
-        application, f"/ws/conversations/{conversation.public_id}/", headers=[(b"origin", b"http://127.0.0.1")]
+        application, f"/ws/conversations/{conversation.public_id}/", headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
     )
     communicator.scope["user"] = user or AnonymousUser()
     connected, code = await communicator.connect()

@@ -62,7 +62,7 @@ def conversation(owner, team, endpoint):
 
 async def connect(user, conversation) -> Socket:
     communicator = Socket(
-        application, f"/ws/conversations/{conversation.public_id}/", headers=[(b"origin", b"http://127.0.0.1")]
+        application, f"/ws/conversations/{conversation.public_id}/", headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
     )
     communicator.scope["user"] = user
     connected, _ = await communicator.connect()
@@ -223,7 +223,7 @@ async def test_partial_answer_is_checkpointed_while_streaming(owner, conversatio
     [_, reply] = rows
     assert reply.status == "streaming" and reply.reasoning  # saved before the end
     # a viewer connecting now gets the snapshot, then the live message from the running task
-    other = Socket(application, f"/ws/conversations/{conversation.public_id}/", headers=[(b"origin", b"http://127.0.0.1")])
+    other = Socket(application, f"/ws/conversations/{conversation.public_id}/", headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")])
     other.scope["user"] = owner
     await other.connect()
     snapshot = await other.receive_from()
@@ -448,7 +448,7 @@ async def test_a_page_that_is_current_is_not_sent_its_list_again(owner, conversa
     assert version == current
 
     async def first_frame(v):
-        ws = Socket(application, f"/ws/conversations/{conversation.public_id}/?v={v}", headers=[(b"origin", b"http://127.0.0.1")])
+        ws = Socket(application, f"/ws/conversations/{conversation.public_id}/?v={v}", headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")])
         ws.scope["user"] = owner
         assert (await ws.connect())[0]
         frame = await ws.receive_from()

@@ -60,6 +60,41 @@ async def test_foreign_origin_is_refused(owner, conversation):
     assert not connected
 
 
+@pytest.mark.parametrize("origin", [
+    b"http://127.0.0.1:8214",  # another port of the same host: the hijack the probe found
+    b"https://127.0.0.1",  # another scheme
+    b"http://localhost",  # an allowed host name, but not the one this page was served from
+    b"null", b"",
+])
+async def test_only_the_sites_own_origin_may_open_a_socket(owner, conversation, origin):
+    _, connected, _ = await connect(owner, conversation, origin=origin)
+    assert not connected
+
+
+async def test_same_origin_with_a_port_and_trusted_origins(owner, conversation, settings):
+    from channels.testing import WebsocketCommunicator
+
+    from playground.asgi import application
+
+    async def attempt(origin: bytes, host: bytes, scheme="ws", **extra) -> bool:
+        ws = WebsocketCommunicator(application, f"/ws/conversations/{conversation.public_id}/", headers=[(b"origin", origin), (b"host", host), *extra.get("headers", [])])
+        ws.scope["user"], ws.scope["scheme"] = owner, scheme
+        connected, _ = await ws.connect(timeout=10)
+        if connected:
+            await ws.disconnect()
+        return connected
+
+    assert await attempt(b"http://127.0.0.1:8000", b"127.0.0.1:8000")
+    assert not await attempt(b"http://127.0.0.1:8000", b"127.0.0.1:8001")
+    assert await attempt(b"https://127.0.0.1:8443", b"127.0.0.1:8443", scheme="wss")
+    assert not await attempt(b"http://evil.example", b"evil.example")  # not an allowed host at all
+    settings.CSRF_TRUSTED_ORIGINS = ["https://playground.example.com"]
+    assert await attempt(b"https://playground.example.com", b"127.0.0.1:8000")
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    assert await attempt(b"https://127.0.0.1", b"127.0.0.1", headers=[(b"x-forwarded-proto", b"https")])
+    assert not await attempt(b"http://127.0.0.1", b"127.0.0.1", headers=[(b"x-forwarded-proto", b"https")])
+
+
 async def test_group_fragments_reach_every_viewer(owner, teammate, shared):
     from channels.layers import get_channel_layer
 

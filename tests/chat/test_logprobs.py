@@ -494,7 +494,7 @@ async def _run(owner, conversation, text: str) -> list[str]:
     from playground.asgi import application
 
     ws = Socket(
-        application, f"/ws/conversations/{conversation.public_id}/", headers=[(b"origin", b"http://127.0.0.1")]
+        application, f"/ws/conversations/{conversation.public_id}/", headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
     )
     ws.scope["user"] = owner
     connected, _ = await ws.connect()
