@@ -248,6 +248,9 @@ SERVESTATIC_AUTOREFRESH = DEBUG
 # --- The in-process simulator ----------------------------------------------------
 
 SIMULATOR_ENABLED = envbool("SIMULATOR_ENABLED", True)
+# Image URLs on private network addresses (10/8, 172.16/12, 192.168/16, fc00::/7) for deployments
+# whose images are internal; loopback, link-local (metadata) and localhost stay refused.
+IMAGE_URLS_ALLOW_PRIVATE = envbool("IMAGE_URLS_ALLOW_PRIVATE", False)
 # Derived from SECRET_KEY unless given, so every worker agrees without more config.
 SIMULATOR_API_KEY = envsecret("SIMULATOR_API_KEY") or hmac.new(
     SECRET_KEY.encode(), b"hexgrid-simulator-api-key", hashlib.sha256

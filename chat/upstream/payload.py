@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
+from . import hosts
 from .options import OPTIONS, OPTIONS_BY_NAME, OptionError, validate_value
 
 __all__ = [
@@ -221,27 +221,18 @@ def parse_data_url(url: str) -> DataURL:
     return DataURL(media_type, data)
 
 
+# Set from the IMAGE_URLS_ALLOW_PRIVATE setting (chat.apps) for deployments whose images are internal.
+ALLOW_PRIVATE_IMAGE_HOSTS = False
+
+
 def check_image_url(url: str) -> None:
-    """Refuse image URLs vLLM should not fetch: only http(s) and data:image/*,
-    and no loopback/private/link-local host literals (vLLM fetches image URLs
-    itself, see CVE-2025-6242). Host names are not resolved here."""
+    """Refuse image URLs vLLM should not fetch: only http(s) and data:image/*, and no host that
+    is this machine, a private, link-local, reserved or unspecified address in any spelling a
+    URL fetcher accepts (vLLM fetches image URLs itself, see CVE-2025-6242; `hosts`)."""
     if url.startswith("data:"):
         if not parse_data_url(url).media_type.startswith("image/"):
             raise ValueError("a data: URL must hold an image (data:image/...)")
         return
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
+    if urlsplit(url).scheme not in ("http", "https"):
         raise ValueError("must be an http(s) or data: URL")
-    host = parts.hostname or ""
-    if not host:
-        raise ValueError("has no host")
-    if host == "localhost" or host.endswith(".localhost"):
-        raise ValueError("must not point at this machine (localhost)")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    if not address.is_global or address.is_multicast:
-        raise ValueError("must not point at a private, loopback or link-local address")
+    hosts.check_host(url, allow_private=ALLOW_PRIVATE_IMAGE_HOSTS)

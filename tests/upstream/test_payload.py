@@ -171,7 +171,7 @@ def test_messages_of_every_role_and_shape_pass():
         ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": PNG, "detail": "max"}}]}],
          "messages[0].content[0].image_url.detail", "must be one of auto, low, high"),
         ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://127.0.0.1/a.png"}}]}],
-         "messages[0].content[0].image_url.url", "private, loopback or link-local"),
+         "messages[0].content[0].image_url.url", "points at a loopback address"),
         ([{"role": "assistant"}], "messages[0].content", "is required unless the message has tool_calls"),
         ([{"role": "assistant", "content": "x", "reasoning": 1}], "messages[0].reasoning", "must be a string"),
         ([{"role": "assistant", "tool_calls": {}}], "messages[0].tool_calls", "must be a list"),
@@ -213,8 +213,8 @@ def test_data_urls_are_decoded():
         ("http://169.254.169.254/latest/meta-data", "link-local"),
         ("http://[::1]/a.png", "loopback"),
         ("http://[::ffff:192.168.0.1]/a.png", "private"),
-        ("http://0.0.0.0/a.png", "private"),
-        ("http://224.0.0.1/a.png", "private"),
+        ("http://0.0.0.0/a.png", "unspecified"),
+        ("http://224.0.0.1/a.png", "multicast"),
     ],
 )
 def test_unsafe_image_urls_are_refused(url, message):
@@ -222,7 +222,60 @@ def test_unsafe_image_urls_are_refused(url, message):
         check_image_url(url)
 
 
+# Spellings of loopback, private and metadata addresses that URL fetchers accept (the probe's 16
+# and a few more); each names the rule that refused it.
+SSRF_SPELLINGS = [
+    ("http://127.0.0.1/a.png", "loopback"),
+    ("http://2130706433/a.png", "loopback"),  # 127.0.0.1 as one integer
+    ("http://0x7f000001/a.png", "loopback"),  # as hex
+    ("http://017700000001/a.png", "loopback"),  # as octal
+    ("http://0177.0.0.1/a.png", "loopback"),  # an octal part
+    ("http://0x7f.0x0.0x0.0x1/a.png", "loopback"),
+    ("http://127.1/a.png", "loopback"),  # short dotted form
+    ("http://127.000.000.001/a.png", "loopback"),
+    ("http://127.0.0.1./a.png", "loopback"),  # trailing dot
+    ("http://%31%32%37.0.0.1/a.png", "loopback"),  # percent-encoded
+    ("http://0/a.png", "unspecified"),
+    ("http://2852039166/latest/meta-data", "link-local"),  # 169.254.169.254
+    ("http://0xa9fea9fe/latest/meta-data", "link-local"),
+    ("http://169.254.169.254./latest/meta-data", "link-local"),
+    ("http://[::ffff:7f00:1]/a.png", "loopback"),  # IPv4-mapped IPv6, hex form
+    ("http://[::ffff:169.254.169.254]/a.png", "link-local"),
+    ("http://[fe80::1%25eth0]/a.png", "link-local"),
+    ("http://[::]/a.png", "unspecified"),
+    ("http://[2002:7f00:1::]/a.png", "loopback"),  # 6to4 of 127.0.0.1
+    ("http://localhost./a.png", "this machine"),
+    ("http://LOCALHOST/a.png", "this machine"),
+    ("http://app.localhost/a.png", "this machine"),
+    ("http://user@10.1.2.3/a.png", "private"),
+    ("http://192.168.1.1:8080/a.png", "private"),
+    ("http://172.16.0.1/a.png", "private"),
+    ("http://127.0.0.1\\@example.com/a.png", "backslash"),  # read as 127.0.0.1 by WHATWG fetchers
+    ("http://256.0.0.1/a.png", "out of range"),
+    ("http://1.2.3.4.5/a.png", "neither a name nor"),
+]
+
+
+@pytest.mark.parametrize("url, rule", SSRF_SPELLINGS)
+def test_every_spelling_of_a_local_address_is_refused_with_its_rule(url, rule):
+    with pytest.raises(ValueError, match=rule):
+        check_image_url(url)
+
+
+def test_private_image_hosts_can_be_allowed_but_never_this_machine_or_metadata(monkeypatch):
+    from chat.upstream import payload
+
+    monkeypatch.setattr(payload, "ALLOW_PRIVATE_IMAGE_HOSTS", True)
+    check_image_url("http://10.0.0.8/a.png")
+    check_image_url("http://192.168.1.1/a.png")
+    for url in ("http://127.1/a.png", "http://2852039166/", "http://localhost./a.png", "http://0/a.png"):
+        with pytest.raises(ValueError):
+            check_image_url(url)
+
+
 def test_public_image_urls_pass():
+    check_image_url("http://0x8.8.8.8/a.png")  # 8.8.8.8 in another spelling is still public
+    check_image_url("http://example.com./a.png")
     check_image_url("https://cdn.britannica.com/61/93061-050-99147DCE/Statue-of-Liberty-Island-New-York-Bay.jpg")
     check_image_url("http://8.8.8.8/a.png")
 
