@@ -38,6 +38,7 @@ from .errors import (
     parse_error_body,
     text_excerpt,
 )
+from .redact import redact_bytes
 from .urls import normalize_base_url, server_root
 
 __all__ = ["UpstreamClient", "close_clients", "get_client", "normalize_base_url"]
@@ -194,7 +195,7 @@ class UpstreamClient:
             try:
                 answer = json.loads(raw)
             except ValueError:
-                raise _unexpected(response, raw, "JSON") from None
+                raise _unexpected(response, redact_bytes(raw[:MAX_ERROR_BODY], self._api_key), "JSON") from None
             if not isinstance(answer, dict):
                 raise UpstreamProtocolError(f"expected a JSON object, got {type(answer).__name__}")
             error = error_from_object(answer, status=response.status_code)
@@ -210,7 +211,7 @@ class UpstreamClient:
             if not response.is_success:
                 raise await self._status_error(response)
             if "text/event-stream" not in response.headers.get("content-type", ""):
-                raw = await _read_body(response)
+                raw = redact_bytes(await _read_body(response), self._api_key)
                 try:
                     answer = json.loads(raw)
                 except ValueError:
@@ -227,7 +228,8 @@ class UpstreamClient:
                 f"the server redirects to {target}; redirects are not followed, check the base URL",
                 status=response.status_code,
             )
-        raw = await _read_body(response)
+        # Redacted before it is parsed, cut or stripped of markup: no piece of the key survives.
+        raw = redact_bytes(await _read_body(response), self._api_key)
         return parse_error_body(response.status_code, raw, response.headers.get("content-type"))
 
     def _mapped(self, error: httpx.HTTPError, phase: str) -> UpstreamError:

@@ -37,6 +37,8 @@ __all__ = [
     "text_excerpt",
 ]
 
+from .redact import redact
+
 EXCERPT_CHARS = 300
 
 
@@ -85,10 +87,10 @@ class UpstreamError(Exception):
         return f"{type(self).__name__}({', '.join(fields)})"
 
     def redact(self, secret: str | None) -> UpstreamError:
-        """Replace `secret` wherever it appears in the message (an echoing proxy
-        could put the bearer token in an error page). Returns self."""
+        """Mask `secret` in the message in any form it can take (an echoing proxy could put the
+        bearer token in an error page, encoded or cut; see redact.py). Returns self."""
         if secret:
-            self.message = self.message.replace(secret, "***")
+            self.message = redact(self.message, secret)
             self.args = (self.message,)
         return self
 

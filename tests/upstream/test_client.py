@@ -9,9 +9,11 @@ a stream, answering with an HTML error page, and so on.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import threading
+from urllib.parse import quote
 
 import pytest
 
@@ -125,6 +127,22 @@ class FakeVLLM:
 
     async def mode_echo(self, _, send, receive, headers):
         await respond(send, 500, f"proxy saw {headers.get('authorization')}".encode(), "text/plain")
+
+    async def mode_echoed(self, form, send, receive, headers):
+        """An upstream that repeats the Authorization header in some encoding, cut or split."""
+        key = headers.get("authorization", "").removeprefix("Bearer ")
+        pages = {
+            "base64": ("text/plain", f"saw {base64.b64encode(('Bearer ' + key).encode()).decode()}"),
+            "basic": ("text/plain", f"saw Basic {base64.b64encode(('user:' + key).encode()).decode()} (bad)"),
+            "urlsafe": ("text/plain", f"saw {base64.urlsafe_b64encode(('xy' + key).encode()).decode()}"),
+            "url": ("text/plain", f"saw {quote(key, safe='')}"),
+            "html-entities": ("text/html", "<p>saw " + "".join(f"&#{ord(c)};" for c in key) + "</p>"),
+            "split": ("text/html", f"<p>saw {key[:9]}<b></b>{key[9:]}</p>"),
+            "cut": ("text/html", "<p>" + "x " * 143 + key + "</p>"),  # the 300-character excerpt ends inside the key
+            "json-cut": ("application/json", json.dumps({"error": {"detail": "y" * 280 + key}})),
+        }
+        content_type, page = pages[form]
+        await respond(send, 500, page.encode(), content_type)
 
     async def mode_stall(self, when, send, receive, headers):
         if when == "stream":
@@ -373,6 +391,31 @@ async def test_the_key_never_appears_in_errors(server, call):
             await (client.create_chat(BODY) if call == "create_chat" else collect(client))
     assert caught.value.message == "proxy saw Bearer ***"
     assert KEY not in str(caught.value) and KEY not in repr(caught.value)
+
+
+ECHOES = ["base64", "basic", "urlsafe", "url", "html-entities", "split", "cut", "json-cut"]
+
+
+@pytest.mark.parametrize("form", ECHOES)
+async def test_no_encoding_or_piece_of_the_key_appears_in_errors(server, form):
+    async with UpstreamClient(f"{server}/echoed/{form}", KEY) as client:
+        with pytest.raises(UpstreamHTTPError) as caught:
+            await client.create_chat(BODY)
+    message = caught.value.message
+    assert caught.value.status == 500 and "***" in message
+    # Nothing of 8 characters or more from the key or its usual encodings.
+    forms = [KEY, quote(KEY, safe=""), base64.b64encode(("Bearer " + KEY).encode()).decode()[10:-4],
+             base64.b64encode(("user:" + KEY).encode()).decode()[8:-4], base64.urlsafe_b64encode(("xy" + KEY).encode()).decode()[4:-4]]
+    for text in forms:
+        assert not any(text[i : i + 8] in message for i in range(len(text) - 7)), (form, message)
+
+
+def test_redaction_leaves_ordinary_text_alone():
+    from chat.upstream.redact import redact
+
+    text = "HTTP 401: invalid API key (expected a key starting with sk-)"
+    assert redact(text, KEY) == text
+    assert redact("", KEY) == "" and redact(text, None) == text
 
 
 @pytest.mark.parametrize("when, phase", [("headers", "request"), ("stream", "stream")])
