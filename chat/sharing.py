@@ -134,15 +134,21 @@ def fence(text: str, language: str = "") -> str:
     return f"{ticks}{language}\n{text}\n{ticks}"
 
 
+def escape_html(text: str) -> str:
+    """Markdown viewers render raw HTML: message text (model output, pasted text) must not bring
+    its own tags. Escaped as entities, it reads the same once rendered."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _content_markdown(message: Message) -> str:
     if isinstance(message.content, str):
-        return message.content
+        return escape_html(message.content)
     parts = []
     for part in message.content or []:
         if not isinstance(part, dict):
             continue
         if part.get("type") == "text":
-            parts.append(part.get("text", ""))
+            parts.append(escape_html(part.get("text", "")))
         elif part.get("type") == "image_url":
             url = (part.get("image_url") or {}).get("url", "")
             parts.append("*(an inline image)*" if url.startswith("data:") else f"![image]({url})")
@@ -151,7 +157,7 @@ def _content_markdown(message: Message) -> str:
 
 def export_markdown(conversation: Conversation) -> str:
     endpoint = conversation.endpoint
-    lines = [f"# {conversation}", ""]
+    lines = [f"# {escape_html(str(conversation))}", ""]
     if endpoint:
         family = FAMILIES.get(endpoint.family)
         lines.append(f"- Model: `{endpoint.model_id}` ({endpoint.name}{', ' + family.label if family else ''})")
@@ -161,7 +167,7 @@ def export_markdown(conversation: Conversation) -> str:
     if conversation.response_format:
         lines += ["## Response format", "", fence(json.dumps(conversation.response_format, indent=2, ensure_ascii=False), "json"), ""]
     if conversation.system_prompt:
-        lines += ["## System", "", conversation.system_prompt, ""]
+        lines += ["## System", "", escape_html(conversation.system_prompt), ""]
     for message in conversation.thread():
         heading = message.get_role_display()
         if message.choice_index:
@@ -170,7 +176,7 @@ def export_markdown(conversation: Conversation) -> str:
             heading += f" (`{message.tool_call_id}`)"
         lines += [f"## {heading}", ""]
         if message.reasoning:
-            lines += ["<details><summary>Thinking</summary>", "", message.reasoning, "", "</details>", ""]
+            lines += ["<details><summary>Thinking</summary>", "", escape_html(message.reasoning), "", "</details>", ""]
         for call in message.tool_calls or []:
             function = call.get("function") or {}
             lines += [f"**Tool call** `{function.get('name', '')}` (`{call.get('id', '')}`):", "", fence(function.get("arguments") or "", "json"), ""]
@@ -178,7 +184,7 @@ def export_markdown(conversation: Conversation) -> str:
         if text:
             lines += [text, ""]
         if message.error:
-            lines += [f"> Error: {message.error}", ""]
+            lines += [f"> Error: {escape_html(message.error)}", ""]
     return "\n".join(lines)
 
 

@@ -247,7 +247,7 @@ SERVESTATIC_AUTOREFRESH = DEBUG
 
 # --- The in-process simulator ----------------------------------------------------
 
-SIMULATOR_ENABLED = envbool("SIMULATOR_ENABLED", True)
+SIMULATOR_ENABLED = envbool("SIMULATOR_ENABLED", DEBUG)  # a demo: not mounted in production unless asked
 # Image URLs on private network addresses (10/8, 172.16/12, 192.168/16, fc00::/7) for deployments
 # whose images are internal; loopback, link-local (metadata) and localhost stay refused.
 IMAGE_URLS_ALLOW_PRIVATE = envbool("IMAGE_URLS_ALLOW_PRIVATE", False)

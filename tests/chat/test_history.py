@@ -378,6 +378,17 @@ def test_export_markdown(client, owner, rich):
     assert "## Tool (`call_1`)" in text and '"seed": 7' in text and "old question" not in text
 
 
+def test_markdown_export_escapes_html_from_messages(owner, rich):
+    from chat.sharing import export_markdown
+
+    rich.title, rich.system_prompt = "<img src=x onerror=alert(1)>", "Use <b>tags</b>"
+    rich.save()
+    Message.objects.create(conversation=rich, position=4, role="user", content="<script>alert('x')</script> & more")
+    text = export_markdown(rich)
+    assert "<script>" not in text and "<img" not in text and "<b>" not in text
+    assert "&lt;script&gt;alert('x')&lt;/script&gt; &amp; more" in text and "# &lt;img src=x" in text
+
+
 def test_markdown_fences_outlast_backticks_in_the_text():
     from chat.sharing import fence
 

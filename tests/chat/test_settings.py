@@ -67,3 +67,11 @@ def test_redis_url_selects_the_redis_channel_layer(tmp_path):
     assert result.stdout.split()[-1] == "channels_redis.core.RedisChannelLayer", result.stderr
     result = run_manage("shell", "-c", code, env={}, tmp_path=tmp_path)
     assert result.stdout.split()[-1] == "channels.layers.InMemoryChannelLayer", result.stderr
+
+
+def test_the_simulator_is_off_in_production_unless_enabled(tmp_path):
+    code = "from django.conf import settings; print(settings.SIMULATOR_ENABLED)"
+    assert run_manage("shell", "-c", code, env=PRODUCTION, tmp_path=tmp_path).stdout.split()[-1] == "False"
+    enabled = run_manage("shell", "-c", code, env={**PRODUCTION, "SIMULATOR_ENABLED": "True"}, tmp_path=tmp_path)
+    assert enabled.stdout.split()[-1] == "True"
+    assert run_manage("shell", "-c", code, env={}, tmp_path=tmp_path).stdout.split()[-1] == "True"  # the embedded default
