@@ -28,4 +28,4 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
     CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"
 # Production needs SECRET_KEY, FIELD_ENCRYPTION_KEYS, ALLOWED_HOSTS (and DATABASE_URL / REDIS_URL to scale out).
-CMD ["sh", "-c", "python manage.py migrate --noinput && python manage.py bootstrap && exec daphne --bind 0.0.0.0 --port 8000 --proxy-headers playground.asgi:application"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && python manage.py bootstrap && exec python -m playground.serve --bind 0.0.0.0 --port 8000 --proxy-headers"]

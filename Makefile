@@ -21,7 +21,7 @@ run: install
 	$(PY) manage.py migrate --noinput
 	SIMULATOR_BASE_URL=$${SIMULATOR_BASE_URL:-http://$(HOST):$(PORT)/simulator/v1} $(PY) manage.py bootstrap
 	@echo "HexGrid Playground: http://$(HOST):$(PORT)/"
-	$(VENV)/bin/daphne --bind $(HOST) --port $(PORT) playground.asgi:application
+	$(PY) -m playground.serve --bind $(HOST) --port $(PORT)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+MAX_FRAME_CHARS = 8_000_000  # a frame: the composer's text plus the settings panel's values
 STALE_STREAM = timedelta(seconds=30)  # a "streaming" message not checkpointed for this long is dead
 
 
@@ -86,10 +87,21 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(self.user_group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
+        size = len(text_data or bytes_data or "")
+        if size > MAX_FRAME_CHARS:  # the server's own cap (playground/serve.py) is above this one
+            await self.send(text_data=fragments.frame_error(
+                f"That is too large to send ({size / 1e6:.1f} MB; the limit is {MAX_FRAME_CHARS // 1_000_000} MB). Nothing was sent."
+            ))
+            return
         try:
             data = json.loads(text_data or "")
             if not isinstance(data, dict):
                 raise ValueError
+            # JSON escapes can make lone UTF-16 surrogates, which no database or page can hold.
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            await self.send(text_data=fragments.frame_error("That text holds an invalid character (a lone UTF-16 surrogate). Nothing was sent."))
+            return
         except ValueError:
             await self.send(text_data=fragments.frame_error("That frame was not understood (expected a JSON object)."))
             return
