@@ -41,6 +41,7 @@ __all__ = [
     "StreamTruncated",
     "ToolCallDelta",
     "UsageReport",
+    "check_response",
     "parse_chunk",
 ]
 
@@ -173,9 +174,9 @@ Event = (
 def parse_chunk(obj: dict) -> list[Event]:
     """Events carried by one decoded chunk, in wire order.
 
-    Stateless and tolerant of missing fields (OpenAI imitations omit some).
-    Raises UpstreamStreamError for an in-stream error object and
-    UpstreamProtocolError for something that is not a chunk at all.
+    Tolerant of missing fields (OpenAI imitations omit some), strict about types: a value of
+    the wrong type raises UpstreamProtocolError naming it, so nothing above this layer ever
+    meets a number where text belongs. Raises UpstreamStreamError for an in-stream error object.
     """
     if not isinstance(obj, dict):
         raise UpstreamProtocolError(
@@ -186,52 +187,130 @@ def parse_chunk(obj: dict) -> list[Event]:
         raise UpstreamStreamError(
             error.message, status=error.status, type=error.type, param=error.param, code=error.code
         )
-    choices = obj.get("choices") or []
-    if not isinstance(choices, list):
-        raise UpstreamProtocolError("chunk `choices` is not a list", phase="stream")
-    events: list[Event] = [StreamMeta(obj.get("id"), obj.get("model"), obj.get("created"))]
+    choices = _typed(obj.get("choices") or [], list, "choices")
+    meta = StreamMeta(_typed(obj.get("id"), str, "id"), _typed(obj.get("model"), str, "model"), _typed(obj.get("created"), int, "created"))
+    events: list[Event] = [meta]
     for position, choice in enumerate(choices):
-        if isinstance(choice, dict):
-            events.extend(_parse_choice(choice, position))
+        events.extend(_parse_choice(_typed(choice, dict, f"choices[{position}]"), position))
     usage = obj.get("usage")
-    if isinstance(usage, dict):
-        events.append(UsageReport(usage))
+    if usage is not None:
+        events.append(UsageReport(check_usage(usage)))
     return events
+
+
+_TYPE_NAMES = {str: "text", int: "a whole number", dict: "an object", list: "a list", float: "a number"}
+
+
+def _typed(value, kind, path: str, *, phase: str = "stream", allow_none: bool = True):
+    """`value` if it is of `kind` (None allowed); else UpstreamProtocolError naming the field."""
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if not ok:
+        shown = json.dumps(value, ensure_ascii=True)[:40]
+        raise UpstreamProtocolError(
+            f"the server sent `{path}` as {shown}, expected {_TYPE_NAMES.get(kind, kind.__name__)}", phase=phase
+        )
+    return value
+
+
+def check_usage(usage, *, phase: str = "stream") -> dict:
+    """A `usage` object whose counts are whole numbers (details objects are kept as they are)."""
+    _typed(usage, dict, "usage", phase=phase, allow_none=False)
+    for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        _typed(usage.get(key), int, f"usage.{key}", phase=phase)
+    return usage
+
+
+def check_text(text: str, path: str, *, phase: str = "stream") -> str:
+    """Text that can be stored and shown: JSON escapes can make lone UTF-16 surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UpstreamProtocolError(f"the server sent `{path}` with an invalid character (a lone UTF-16 surrogate)", phase=phase) from None
+    return text
+
+
+def _string(value, path: str) -> str | None:
+    value = _typed(value, str, path)
+    return check_text(value, path) if value is not None else None
 
 
 def _parse_choice(choice: dict, position: int) -> list[Event]:
-    index = choice.get("index", position)
-    delta = choice.get("delta") or {}
+    where = f"choices[{position}]"
+    index = _typed(choice.get("index", position), int, f"{where}.index", allow_none=False)
+    delta = _typed(choice.get("delta") or {}, dict, f"{where}.delta")
     events: list[Event] = []
-    if delta.get("role"):
-        events.append(RoleDelta(index, delta["role"]))
-    reasoning = delta.get("reasoning")
+    role = _string(delta.get("role"), f"{where}.delta.role")
+    if role:
+        events.append(RoleDelta(index, role))
+    reasoning = _string(delta.get("reasoning"), f"{where}.delta.reasoning")
     if reasoning is None:
-        reasoning = delta.get("reasoning_content")  # vLLM < 0.10's name
+        reasoning = _string(delta.get("reasoning_content"), f"{where}.delta.reasoning_content")  # vLLM < 0.10's name
     if reasoning:
         events.append(ReasoningDelta(index, reasoning))
-    content = delta.get("content")
+    content = _string(delta.get("content"), f"{where}.delta.content")
     if content:
         events.append(ContentDelta(index, content))
-    for position_in_list, call in enumerate(delta.get("tool_calls") or []):
-        function = call.get("function") or {}
+    for position_in_list, call in enumerate(_typed(delta.get("tool_calls") or [], list, f"{where}.delta.tool_calls")):
+        at = f"{where}.delta.tool_calls[{position_in_list}]"
+        call = _typed(call, dict, at, allow_none=False)
+        function = _typed(call.get("function") or {}, dict, f"{at}.function")
         events.append(
             ToolCallDelta(
                 choice=index,
-                index=call.get("index", position_in_list),
-                id=call.get("id"),
-                type=call.get("type"),
-                name=function.get("name"),
-                arguments=function.get("arguments"),
+                index=_typed(call.get("index", position_in_list), int, f"{at}.index", allow_none=False),
+                id=_string(call.get("id"), f"{at}.id"),
+                type=_string(call.get("type"), f"{at}.type"),
+                name=_string(function.get("name"), f"{at}.function.name"),
+                arguments=_string(function.get("arguments"), f"{at}.function.arguments"),
             )
         )
-    logprobs = choice.get("logprobs")
-    if isinstance(logprobs, dict) and logprobs.get("content"):
+    logprobs = _typed(choice.get("logprobs"), dict, f"{where}.logprobs")
+    if logprobs and logprobs.get("content"):
+        tokens = _typed(logprobs["content"], list, f"{where}.logprobs.content")
+        for i, token in enumerate(tokens):
+            _typed(token, dict, f"{where}.logprobs.content[{i}]", allow_none=False)
         field = "content" if content else "reasoning" if reasoning else None
-        events.append(LogprobsDelta(index, list(logprobs["content"]), field))
-    if choice.get("finish_reason"):
-        events.append(ChoiceFinished(index, choice["finish_reason"], choice.get("stop_reason")))
+        events.append(LogprobsDelta(index, list(tokens), field))
+    finish_reason = _string(choice.get("finish_reason"), f"{where}.finish_reason")
+    if finish_reason:
+        stop_reason = choice.get("stop_reason")
+        if stop_reason is not None and not isinstance(stop_reason, str | int) or isinstance(stop_reason, bool):
+            _typed(stop_reason, str, f"{where}.stop_reason")
+        events.append(ChoiceFinished(index, finish_reason, stop_reason))
     return events
+
+
+def check_response(obj) -> dict:
+    """A non-streamed answer with every field the playground reads of the right type (the
+    same rules as the stream's); UpstreamProtocolError names the first that is not."""
+    phase = "request"
+    _typed(obj, dict, "response", phase=phase, allow_none=False)
+    for key in ("id", "model"):
+        _typed(obj.get(key), str, key, phase=phase)
+    for position, choice in enumerate(_typed(obj.get("choices") or [], list, "choices", phase=phase)):
+        where = f"choices[{position}]"
+        _typed(choice, dict, where, phase=phase, allow_none=False)
+        _typed(choice.get("index", position), int, f"{where}.index", phase=phase, allow_none=False)
+        message = _typed(choice.get("message") or {}, dict, f"{where}.message", phase=phase)
+        for key in ("content", "reasoning", "reasoning_content", "role"):
+            value = _typed(message.get(key), str, f"{where}.message.{key}", phase=phase)
+            if value is not None:
+                check_text(value, f"{where}.message.{key}", phase=phase)
+        for i, call in enumerate(_typed(message.get("tool_calls") or [], list, f"{where}.message.tool_calls", phase=phase)):
+            at = f"{where}.message.tool_calls[{i}]"
+            _typed(call, dict, at, phase=phase, allow_none=False)
+            function = _typed(call.get("function") or {}, dict, f"{at}.function", phase=phase)
+            for key in ("name", "arguments"):
+                value = _typed(function.get(key), str, f"{at}.function.{key}", phase=phase)
+                if value is not None:
+                    check_text(value, f"{at}.function.{key}", phase=phase)
+        _typed(choice.get("logprobs"), dict, f"{where}.logprobs", phase=phase)
+        _typed(choice.get("finish_reason"), str, f"{where}.finish_reason", phase=phase)
+    if obj.get("usage") is not None:
+        check_usage(obj["usage"], phase=phase)
+    return obj
 
 
 class StreamParser:

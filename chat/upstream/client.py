@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .chunks import Event, StreamParser, StreamTruncated
+from .chunks import Event, StreamParser, StreamTruncated, check_response
 from .errors import (
     UpstreamConnectError,
     UpstreamError,
@@ -102,7 +102,10 @@ class UpstreamClient:
         answer = await self._request_json("POST", "/chat/completions", body)
         if not isinstance(answer.get("choices"), list):
             raise UpstreamProtocolError('the completion has no "choices" list')
-        return answer
+        try:
+            return check_response(answer)
+        except UpstreamError as error:
+            raise error.redact(self._api_key)
 
     async def health(self) -> bool:
         """Whether vLLM's GET /health answers 200. Never raises."""

@@ -349,7 +349,7 @@ def test_data_after_done_is_ignored():
     [
         (b"data: not json\n\n", "undecodable"),
         (b"data: [1, 2]\n\n", "expected a JSON object"),
-        (b'data: {"choices": {"0": {}}}\n\n', "not a list"),
+        (b'data: {"choices": {"0": {}}}\n\n', "expected a list"),
     ],
 )
 def test_malformed_chunks_raise_protocol_errors(data, message):
@@ -360,5 +360,47 @@ def test_malformed_chunks_raise_protocol_errors(data, message):
 
 def test_tolerates_missing_fields():
     # Imitations of the OpenAI API leave out index, delta, ids...
-    events = parse_chunk({"choices": [{"delta": {"content": "a"}}, {"finish_reason": "stop"}, "junk"]})
+    events = parse_chunk({"choices": [{"delta": {"content": "a"}}, {"finish_reason": "stop"}]})
     assert events == [StreamMeta(None, None, None), ContentDelta(0, "a"), ChoiceFinished(1, "stop", None)]
+
+
+# The probe's wrong-type cases and their neighbours: each is a protocol error naming the field,
+# never a value of the wrong type handed to the layers above.
+WRONG_TYPES = [
+    ({"choices": [{"delta": {"content": 42}}]}, "choices[0].delta.content"),
+    ({"choices": [{"delta": {"content": ["a", "b"]}}]}, "choices[0].delta.content"),
+    ({"choices": [{"index": "0", "delta": {"content": "a"}}]}, "choices[0].index"),
+    ({"choices": [{"index": True, "delta": {}}]}, "choices[0].index"),
+    ({"choices": [], "usage": {"prompt_tokens": "12", "completion_tokens": 3}}, "usage.prompt_tokens"),
+    ({"choices": [], "usage": "lots"}, "usage"),
+    ({"choices": [{"delta": {"content": "bad \ud800 text"}}]}, "invalid character"),
+    ({"choices": [{"delta": {"reasoning": {"text": "x"}}}]}, "choices[0].delta.reasoning"),
+    ({"choices": [{"delta": {"tool_calls": {"0": {}}}}]}, "choices[0].delta.tool_calls"),
+    ({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": {"city": "Oslo"}}}]}}]}, "function.arguments"),
+    ({"choices": [{"delta": {}, "finish_reason": 1}]}, "choices[0].finish_reason"),
+    ({"choices": [{"delta": {}, "logprobs": {"content": "tokens"}}]}, "choices[0].logprobs.content"),
+    ({"choices": ["junk"]}, "choices[0]"),
+    ({"id": 7, "choices": []}, "`id`"),
+]
+
+
+@pytest.mark.parametrize("chunk, field", WRONG_TYPES)
+def test_values_of_the_wrong_type_are_protocol_errors(chunk, field):
+    obj = json.loads(json.dumps(chunk).replace("\\\\ud800", "\\ud800"))
+    with pytest.raises(UpstreamProtocolError, match=re.escape(field)):
+        parse_chunk(obj)
+
+
+@pytest.mark.parametrize("chunk, field", WRONG_TYPES[:12])
+def test_a_non_streamed_answer_is_checked_the_same_way(chunk, field):
+    from chat.upstream.chunks import check_response
+
+    choices = [
+        {"index": c.get("index", 0), "message": c.get("delta", {}), "finish_reason": c.get("finish_reason"), "logprobs": c.get("logprobs")}
+        for c in chunk.get("choices", []) if isinstance(c, dict)
+    ]
+    answer = json.loads(json.dumps({**chunk, "choices": choices}).replace("\\\\ud800", "\\ud800"))
+    if field.endswith("logprobs.content") or "tool_calls" in field and "arguments" not in field:
+        return  # the non-stream shape keeps those as they come (only their container type is read)
+    with pytest.raises(UpstreamProtocolError, match=re.escape(field.replace("delta", "message"))):
+        check_response(answer)
