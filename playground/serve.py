@@ -1,6 +1,9 @@
 """Run the playground under Daphne with its own defaults: `python -m playground.serve [daphne options]`.
 
 Used by `make run` and the Dockerfile. Any Daphne option can be given and wins over these.
+- The event loop is uvloop (`UVLOOP=False` keeps asyncio's own): Daphne creates its loop when
+  daphne.server is imported, so the policy is set before that. Relaying paced streams is mostly
+  event-loop work; uvloop roughly halves its CPU (bench/relay.py).
 - Websocket messages up to 16 MB reach the consumer, which refuses frames over its own cap
   (chat.consumers.MAX_FRAME_CHARS) with a clear message; Daphne's 1 MB default closed such a
   socket instead (a long paste plus the settings panel's values can pass 1 MB).
@@ -8,6 +11,8 @@ Used by `make run` and the Dockerfile. Any Daphne option can be given and wins o
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
 
 MAX_WEBSOCKET_BYTES = 16 * 1024 * 1024
@@ -25,8 +30,22 @@ def daphne_arguments(argv: list[str]) -> list[str]:
     return args
 
 
+def use_uvloop(environ=os.environ) -> bool:
+    value = environ.get("UVLOOP", "True")
+    if value not in ("True", "False", "1", "0"):
+        raise SystemExit(f"Unexpected value UVLOOP={value!r}: use True or False")
+    return value in ("True", "1")
+
+
 def main(argv: list[str] | None = None) -> None:
-    from daphne.cli import CommandLineInterface
+    if use_uvloop():
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    from daphne.cli import CommandLineInterface  # imports daphne.server, which makes the loop
+    from daphne.server import twisted_loop
+
+    print(f"HexGrid Playground: Daphne on {type(twisted_loop).__module__.split('.')[0]}", file=sys.stderr, flush=True)
 
     CommandLineInterface().run(daphne_arguments(sys.argv[1:] if argv is None else argv))
 

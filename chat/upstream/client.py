@@ -39,6 +39,7 @@ from .errors import (
     text_excerpt,
 )
 from .redact import redact_bytes
+from .transport import Transport
 from .urls import normalize_base_url, server_root
 
 __all__ = ["UpstreamClient", "close_clients", "get_client", "normalize_base_url"]
@@ -160,11 +161,11 @@ class UpstreamClient:
         # loop (tests, sync_to_async threads) gets a fresh pool.
         loop = asyncio.get_running_loop()
         if self._http is None or self._loop is not loop or self._http.is_closed:
+            # Every open stream holds a connection: a cap of 100 would queue the 101st.
+            limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=100)
             self._http = httpx.AsyncClient(
-                verify=self._verify,
+                transport=Transport(verify=self._verify, trust_env=False, limits=limits),
                 timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout, pool=self.connect_timeout),
-                # Every open stream holds a connection: httpx's default cap of 100 would queue the 101st.
-                limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=100),
                 follow_redirects=False,
                 trust_env=False,
                 headers={"User-Agent": USER_AGENT},

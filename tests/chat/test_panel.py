@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from urllib.parse import urlencode
 
 import pytest
 from channels.db import database_sync_to_async
@@ -183,6 +184,58 @@ def test_bad_input_is_refused_inline_and_nothing_changes(owner_client, owner, en
     assert (conversation.options, conversation.tools, conversation.response_format) == before
 
 
+@pytest.mark.parametrize("stream", ["false", ""])
+def test_stream_off_clears_stream_options_and_says_so(owner_client, owner, endpoint, stream):
+    """vLLM refuses stream_options unless stream is true: turning stream off (or unset) drops them
+    instead of refusing the save until include_usage is cleared by hand."""
+    conversation = Conversation.objects.create(
+        owner=owner, endpoint=endpoint, options={"stream": True, "stream_options": {"include_usage": True}})
+    response = owner_client.post(reverse("chat:conversation_settings", args=[conversation.public_id]), panel_post(
+        conversation, stream=stream, stream_options__include_usage="true", stream_options__continuous_usage_stats="false"))
+    page = response.content.decode()
+    assert "Not saved" not in page and "Saved." in page
+    assert "stream_options cleared: they only apply to streamed requests" in page
+    include_usage = page.split('id="field-stream_options__include_usage"')[1].split('<div class="field')[0]
+    assert '<option value="" selected>' in include_usage  # the panel shows what was stored
+    conversation.refresh_from_db()
+    assert "stream_options" not in conversation.options
+    assert conversation.options.get("stream") == ({"false": False, "": None}[stream])
+
+
+def test_stream_on_keeps_stream_options_without_a_notice(owner_client, owner, endpoint):
+    conversation = Conversation.objects.create(owner=owner, endpoint=endpoint, options={"stream": True})
+    response = owner_client.post(reverse("chat:conversation_settings", args=[conversation.public_id]),
+                                 panel_post(conversation, stream="true", stream_options__include_usage="true"))
+    assert "stream_options cleared" not in response.content.decode()
+    conversation.refresh_from_db()
+    assert conversation.options["stream_options"] == {"include_usage": True}
+
+
+def test_stream_off_clears_stream_options_even_when_another_field_is_invalid(owner, endpoint):
+    conversation = Conversation.objects.create(owner=owner, endpoint=endpoint, options={"stream": True})
+    form = PanelForm(panel_post(conversation, stream="false", stream_options__include_usage="true", temperature="-1"),
+                     user=owner, conversation=conversation)
+    assert not form.is_valid() and list(form.errors) == ["temperature"]
+    assert form["stream_options__include_usage"].value() == ""  # shown cleared
+    assert form.notices == [PanelForm.STREAM_OPTIONS_CLEARED]
+
+
+async def test_a_send_with_stream_off_in_the_panel_sends_no_stream_options(owner, sim, endpoint):
+    """The frame carries the panel as shown (stream off, include_usage still on): the request is
+    built without stream_options and the conversation stores it so."""
+    conversation = await Conversation.objects.acreate(
+        owner=owner, endpoint=endpoint, options={"stream": True, "stream_options": {"include_usage": True}})
+    settings = await database_sync_to_async(panel_post)(conversation, stream="false", stream_options__include_usage="true")
+    ws = await connect(owner, conversation)
+    await send(ws, action="send", content="Hello", settings=urlencode(settings))
+    await frames_until_idle(ws)
+    await ws.disconnect()
+    body = sim.requests[-1].json
+    assert body["stream"] is False and "stream_options" not in body
+    await conversation.arefresh_from_db()
+    assert conversation.options["stream"] is False and "stream_options" not in conversation.options
+
+
 def test_presets_apply_family_defaults_thinking_and_templates(owner_client, owner, endpoint):
     conversation = Conversation.objects.create(owner=owner, endpoint=endpoint, options={"seed": 1})
     url = reverse("chat:conversation_preset", args=[conversation.public_id])
@@ -278,7 +331,7 @@ def test_messages_of_any_role_and_image_parts(owner_client, owner, sim):
 @pytest.mark.parametrize(
     "data,error",
     [
-        ({"role": "user", "content": "x", "image_url": "http://127.0.0.1/secret.png"}, "must not point"),
+        ({"role": "user", "content": "x", "image_url": "http://127.0.0.1/secret.png"}, "loopback address"),
         ({"role": "user", "content": "x", "image_url": "file:///etc/passwd"}, "http(s) or data"),
         ({"role": "wizard", "content": "x"}, "role"),
         ({"role": "assistant", "content": "", "tool_calls": "[oops"}, "JSON"),

@@ -132,7 +132,7 @@ def test_delay_first_and_per_token(client):
             if line.startswith("data: "):
                 arrivals.append(time.monotonic() - started)
     assert arrivals[0] >= 0.3
-    assert arrivals[-1] - arrivals[0] >= 5 * 0.05
+    assert arrivals[-1] - arrivals[0] >= 4 * 0.05  # 5 paced tokens (the first read may be late on a busy machine)
     started = time.monotonic()
     client.post("/v1/chat/completions", json={**BODY, "max_tokens": 4}, headers={"x-sim-delay-token": "0.05"})
     assert time.monotonic() - started >= 0.2
