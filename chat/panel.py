@@ -117,9 +117,14 @@ class PanelForm(forms.Form):
     structured_outputs__kind = forms.ChoiceField(choices=STRUCTURED_KINDS, required=False, label="kind")
     structured_outputs__value = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}), label="value")
 
+    STREAM_OPTIONS_CLEARED = "stream_options cleared: they only apply to streamed requests"
+
     def __init__(self, *args, user, conversation: Conversation, **kwargs):
         super().__init__(*args, **kwargs)
         self.conversation = conversation
+        self.notices: list[str] = []  # what the form changed by itself, said in the panel status
+        if self.is_bound:
+            self._clear_stream_options_unless_streaming()
         self.fields["endpoint"].queryset = Endpoint.objects.usable_by(user)
         for option in OPTIONS:
             if option.name not in COMPOSITE:
@@ -134,6 +139,17 @@ class PanelForm(forms.Form):
                 field.label = option.name
         tools = self.data.get("tools") if self.is_bound else None
         self.fields["tool_choice"].widget.choices = self.tool_choices(tools)
+
+    def _clear_stream_options_unless_streaming(self) -> None:
+        """vLLM refuses stream_options unless stream is true: turning stream off (or unset) drops
+        them here, in the data the form shows and stores, and says so."""
+        names = [f"stream_options__{key}" for key in ("include_usage", "continuous_usage_stats")]
+        if self.data.get("stream") == "true" or not any(self.data.get(name) for name in names):
+            return
+        self.data = self.data.copy()  # a QueryDict from a request is immutable
+        for name in names:
+            self.data[name] = ""
+        self.notices.append(self.STREAM_OPTIONS_CLEARED)
 
     def tool_choices(self, tools_text=None) -> list[tuple[str, str]]:
         tools = self.conversation.tools or []

@@ -76,11 +76,14 @@ def conversation_settings(request: HttpRequest, public_id) -> HttpResponse:
         raise Http404("No such conversation")  # read-only viewers cannot change settings
     form = PanelForm(request.POST, user=request.user, conversation=conversation)
     saved = form.is_valid()
+    notices = form.notices  # e.g. stream_options cleared because stream is off
     if saved:
         form.save()
         form = None  # re-render from what was stored
     # htmx swaps only 2xx responses: an invalid form comes back with 200 and its messages.
-    return render(request, "chat/conversation.html#settings-panel", _page_context(request, conversation, form, saved))
+    context = _page_context(request, conversation, form, saved)
+    context["panel_notices"] = notices
+    return render(request, "chat/conversation.html#settings-panel", context)
 
 
 @login_not_required
