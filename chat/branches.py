@@ -38,9 +38,13 @@ class Tree:
     """All (not removed) messages of one conversation, indexed by parent."""
 
     def __init__(self, messages) -> None:
+        self.messages = sorted(messages, key=lambda m: (m.created_at, m.choice_index, m.pk))
         self.children: dict[int | None, list] = defaultdict(list)
-        for message in sorted(messages, key=lambda m: (m.created_at, m.choice_index, m.pk)):
+        for message in self.messages:
             self.children[message.parent_id].append(message)
+
+    def has_selected_child(self, parent) -> bool:
+        return any(child.is_active for child in self.children.get(parent.pk if parent else None, ()))
 
     def alternatives(self, parent_id) -> list[list]:
         """The alternatives under one parent, oldest first; each a list ordered by choice index."""
@@ -117,11 +121,13 @@ def select(conversation, message) -> None:
             sibling.save(update_fields=["is_active", "updated_at"])
 
 
-def add_child(conversation, parent, **fields):
-    """A new message after `parent`, selected at its level (its siblings step aside)."""
+def add_child(conversation, parent, *, siblings_selected: bool = True, **fields):
+    """A new message after `parent`, selected at its level (its siblings step aside; pass
+    `siblings_selected=False` when none is selected, e.g. after the last shown message)."""
     from chat.models import Message
 
-    conversation.messages.filter(parent_id=parent.pk if parent else None, is_active=True).update(is_active=False)
+    if siblings_selected:
+        conversation.messages.filter(parent_id=parent.pk if parent else None, is_active=True).update(is_active=False)
     position = parent.position + 1 if parent is not None else 0
     return Message.objects.create(conversation=conversation, parent=parent, position=position, **fields)
 

@@ -231,29 +231,43 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     def _start(self, action: str, data: dict):
         """Authorize, save what the user asked for and a Completion row before the upstream is
         called; returns the completion, the placeholder answer and the new user message (if any).
-        The request is built from the settings the page showed (stored first when they changed)."""
+        The request is built from the settings the page showed (stored first when they changed).
+        Every query here delays the first token: the owner's case takes nine, BEGIN and COMMIT
+        included (tests/chat/test_send_queries.py)."""
         user = self.scope["user"]
-        visible = Conversation.objects.visible_to(user).filter(public_id=self.public_id).values_list("pk", "owner_id").first()
-        if not user.is_active or visible is None:
+        if not user.is_active:
             raise Forbidden
-        if visible[1] != user.pk:
-            raise Refused(READ_ONLY)
         with transaction.atomic():
-            conversation = Conversation.objects.select_for_update().get(pk=visible[0])
+            # The conversation (locked: one send at a time), its endpoint and key, in one query.
+            conversation = (
+                Conversation.objects.select_for_update(of=("self",)).select_related("endpoint__api_key")
+                .filter(public_id=self.public_id).first()
+            )
+            if conversation is None or conversation.owner_id != user.pk:
+                visible = conversation is not None and Conversation.objects.visible_to(user).filter(pk=conversation.pk).exists()
+                raise Refused(READ_ONLY) if visible else Forbidden
             try:
                 form = nextrequest.panel_form(conversation, user, data.get("settings") or None)
             except nextrequest.NotSendable as e:
                 raise Refused(str(e)) from None
+            endpoint_checked = False
             if form is not None:
+                loaded = conversation.endpoint  # with its key, which the run needs
                 form.save(if_changed=True)
-            endpoint = Endpoint.objects.select_related("api_key").filter(pk=conversation.endpoint_id).first()
+                if conversation.endpoint_id == getattr(loaded, "pk", None):
+                    conversation.endpoint = loaded
+                else:  # another endpoint, picked from those the user may use
+                    conversation.endpoint = Endpoint.objects.select_related("api_key").get(pk=conversation.endpoint_id)
+                    endpoint_checked = True
+            endpoint = conversation.endpoint
             if endpoint is None or not endpoint.is_active:
                 raise Refused("This conversation has no active endpoint; pick one in the settings.")
-            if not Endpoint.objects.usable_by(user).filter(pk=endpoint.pk).exists():
+            if not endpoint_checked and not Endpoint.objects.usable_by(user).filter(pk=endpoint.pk).exists():
                 raise Refused("You may not use this endpoint; pick another one in the settings.")
-            if self._live_stream(conversation):
+            tree = branches.load(conversation, related=())
+            if self._live_stream(conversation, tree.messages):
                 raise Refused("A completion is already running in this conversation.")
-            shown = conversation.thread()
+            shown = conversation.thread_of(tree)
             try:
                 plan = nextrequest.plan(shown, action, content=data.get("content") or "", message=data.get("message"))
                 values = nextrequest.option_values(conversation, form, plan=plan, tool_choice=data.get("tool_choice") or "")
@@ -262,7 +276,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 raise Refused(str(e)) from None
             parent, user_message = plan.parent, None
             if plan.content is not None:
-                user_message = branches.add_child(conversation, parent, role="user", content=plan.content)
+                user_message = branches.add_child(
+                    conversation, parent, siblings_selected=tree.has_selected_child(parent), role="user", content=plan.content
+                )
                 parent = user_message
             if not conversation.title and user_message is not None:
                 conversation.title = user_message.text[:80]
@@ -272,25 +288,24 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 status=Completion.Status.STREAMING,
             )
             reply = branches.add_child(
-                conversation, parent, role="assistant", completion=completion, status=Message.Status.STREAMING,
+                conversation, parent, siblings_selected=user_message is None and tree.has_selected_child(parent),
+                role="assistant", completion=completion, status=Message.Status.STREAMING,
             )
-        completion.endpoint = endpoint  # keep the preloaded api_key for the run
         # A send or run continues the shown list; an edit or a regenerate changes it: send it whole.
         redraw = action in ("edit", "regenerate")
         return completion, reply, user_message, redraw
 
     @staticmethod
-    def _live_stream(conversation: Conversation) -> bool:
+    def _live_stream(conversation: Conversation, messages) -> bool:
         """Whether an answer is streaming now. A 'streaming' message left by a process that died (no
         checkpoint for a while) is marked as interrupted, so the conversation goes on."""
-        streaming = conversation.messages.filter(status=Message.Status.STREAMING)
-        rows = list(streaming.values_list("pk", "updated_at", "is_active"))
-        if not rows:
+        streaming = [m for m in messages if m.status == Message.Status.STREAMING]
+        if not streaming:
             return False
         cutoff = timezone.now() - STALE_STREAM
-        dead = [pk for pk, updated_at, _ in rows if updated_at < cutoff]
+        dead = [m.pk for m in streaming if m.updated_at < cutoff]
         if dead:
-            streaming.filter(pk__in=dead).update(
+            conversation.messages.filter(pk__in=dead).update(
                 status=Message.Status.ERROR, error="Interrupted: the server stopped while this answer was streaming."
             )
-        return any(active and updated_at >= cutoff for _, updated_at, active in rows)
+        return any(m.updated_at >= cutoff for m in streaming)

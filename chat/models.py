@@ -190,7 +190,10 @@ class Conversation(models.Model):
         With `annotate`, each message knows its place among its alternatives (`message.branch`)."""
         from chat import branches
 
-        tree = branches.load(self)
+        return self.thread_of(branches.load(self), annotate=annotate)
+
+    def thread_of(self, tree, *, annotate: bool = False) -> list["Message"]:
+        """The shown branch of an already loaded tree (chat.branches.Tree)."""
         shown = tree.path()
         for message in shown:
             message.conversation = self  # partials build URLs from it without another query

@@ -268,3 +268,17 @@ def test_existing_rows_are_linked_into_a_tree(owner, endpoint):
     old = Message.objects.get(pk=rows[1].pk)
     assert old.parent_id == rows[0].pk  # the earlier answer is a sibling, reachable with ◀
     assert c.thread(annotate=True)[1].branch.count == 2
+
+
+async def test_an_endpoint_picked_in_the_panel_is_used_by_the_same_send(owner, conversation, sim):
+    from tests.chat.test_consumer import make_endpoint
+
+    other = await database_sync_to_async(make_endpoint)(sim.url, "sim/llama-3.3")
+    ws = await connect(owner, conversation)
+    settings = await database_sync_to_async(panel_data)(conversation, owner, endpoint=other.pk, thinking="")
+    await send(ws, action="send", content="Hello", settings=urlencode(settings))
+    frames = await frames_until_idle(ws)
+    assert sim.app.requests[-1].json["model"] == "sim/llama-3.3"
+    assert 'data-status="complete"' in frames[-1]  # the new endpoint's key was used
+    assert (await Conversation.objects.aget(pk=conversation.pk)).endpoint_id == other.pk
+    await ws.disconnect()
