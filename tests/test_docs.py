@@ -47,8 +47,8 @@ def test_dockerfile_copies_paths_that_exist_and_runs_what_exists():
         *sources, _dest = line.split()
         for source in sources:
             assert (ROOT / source).exists(), source
-    assert "playground.asgi:application" in dockerfile
-    assert (ROOT / "playground" / "asgi.py").exists()
+    assert "python -m playground.serve" in dockerfile  # the launcher, which serves playground.asgi:application
+    assert (ROOT / "playground" / "serve.py").exists() and (ROOT / "playground" / "asgi.py").exists()
     assert "USER playground" in dockerfile and "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile
     assert "collectstatic" in dockerfile
     assert "constraints.txt" in dockerfile
