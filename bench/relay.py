@@ -451,8 +451,8 @@ class Bench:
         self.procs.append(self.sim)
         self.daphne_log = log_dir / "daphne.log"
         self.daphne = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(daphne_port), "-v", "0",
-             "playground.asgi:application"],
+            # The launcher `make run` uses: uvloop (unless UVLOOP=False) and the playground's Daphne options.
+            [sys.executable, "-m", "playground.serve", "-b", HOST, "-p", str(daphne_port), "-v", "0"],
             cwd=ROOT, env=env, stdout=open(self.daphne_log, "w"), stderr=subprocess.STDOUT,
         )
         self.procs.append(self.daphne)
