@@ -31,3 +31,11 @@ def valid_json(arguments: str) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+@register.filter
+def highlight(code, language: str) -> str:
+    """Our own code (View code, the inspector) highlighted by Pygments; escaped either way."""
+    from chat.rendering import highlight_code
+
+    return mark_safe(highlight_code(str(code or ""), language))  # noqa: S308 - Pygments escapes the text

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chat import rendering
-from chat.rendering import pygments_css, render_markdown, render_plain, split_stable_prefix
+from chat.rendering import highlight_code, pygments_css, render_markdown, render_plain, split_stable_prefix
 
 TAGS = {
     "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6",
@@ -415,12 +415,26 @@ def test_committed_stylesheet_matches_pygments_css():
 
 
 def test_stylesheet_is_scoped_and_has_both_themes():
+    """System theme by media query, or the theme picked in the page (<html data-theme>)."""
     css = pygments_css()
     assert "@media (prefers-color-scheme: dark)" in css
     assert "@media not all and (prefers-color-scheme: dark)" in css
     rules = [line.strip() for line in css.splitlines() if "{" in line and not line.startswith("@")]
-    assert rules and all(rule.startswith(".highlight") for rule in rules), rules
-    assert ".highlight .k {" in css
+    auto = ":root:not([data-theme=light]):not([data-theme=dark]) .highlight"
+    scopes = (auto, ":root[data-theme=light] .highlight", ":root[data-theme=dark] .highlight")
+    assert rules and all(rule.startswith(scopes) for rule in rules), rules
+    for scope in scopes:
+        assert f"{scope} .k {{" in css
+
+
+def test_highlight_code_escapes_and_keeps_the_text():
+    from html import unescape
+
+    code = '{"a": "<b>&</b>"}'
+    out = highlight_code(code, "json")
+    assert "<b>" not in out and '<span class="p">' in out
+    assert unescape(re.sub(r"<[^>]+>", "", out)) == code  # the text, to the byte
+    assert highlight_code("<x>", "no-such-language") == "&lt;x&gt;"
 
 
 # --------------------------------------------------------------------------- split_stable_prefix
