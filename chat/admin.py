@@ -25,7 +25,6 @@ from chat.models import ApiKey, Completion, Conversation, Endpoint, Message
 from chat.upstream.client import UpstreamClient
 from chat.upstream.urls import normalize_base_url
 from chat.upstream.errors import UpstreamError
-from chat.upstream.families import detect_family
 
 # --- API keys -----------------------------------------------------------------
 
@@ -142,8 +141,8 @@ def create_discovered_endpoints(base_url: str, api_key: ApiKey | None, verify_tl
             continue
         name = model_id if not Endpoint.objects.filter(name=model_id).exists() else f"{model_id} @ {base_url}"
         Endpoint.objects.create(
-            name=name[:200], base_url=base_url, model_id=model_id, family=detect_family(model_id),
-            api_key=api_key, verify_tls=verify_tls,
+            name=name[:200], base_url=base_url, model_id=model_id, api_key=api_key, verify_tls=verify_tls,
+            **Endpoint.family_fields(model_id),
         )
         created.append(model_id)
     return created, existing

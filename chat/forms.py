@@ -3,21 +3,55 @@
 from __future__ import annotations
 
 from django import forms
+from django.db.models import Case, F, OuterRef, Subquery, When
 
-from chat.models import Endpoint
+from chat.models import Conversation, Endpoint
 from chat.upstream.export import parse_curl
 from chat.upstream.families import FAMILIES
+from chat.upstream.payload import PayloadError, check_image_url, validate_messages
 
 MAX_MESSAGE_CHARS = 100_000
 
 
+class EndpointChoiceField(forms.ModelChoiceField):
+    """Every endpoint select: the model each endpoint serves is part of its label (a name alone,
+    "Simulated vLLM (offline demo) — …", says little once a narrow select cuts it), and one whose
+    last connection check failed says so."""
+
+    def label_from_instance(self, endpoint: Endpoint) -> str:
+        # The simulator's names already end with their model: don't say it twice.
+        label = endpoint.name if endpoint.name.endswith(endpoint.model_id) else f"{endpoint.name} — {endpoint.model_id}"
+        if endpoint.last_check_ok is False:
+            label += " (last check failed)"
+        return label
+
+
+def healthiest_first(endpoints):
+    """Endpoints whose last connection check passed first, then unchecked ones, failed ones last."""
+    health = Case(When(last_check_ok=True, then=0), When(last_check_ok__isnull=True, then=1), default=2)
+    return endpoints.order_by(health, "name")
+
+
+def default_endpoint(user) -> Endpoint | None:
+    """Where a new conversation starts: the endpoint of the user's most recently updated conversation
+    that they may still use, else the first usable one; never one whose last check failed (None when
+    all did: the select then shows its first). One query."""
+    last_used = Conversation.objects.filter(owner=user, endpoint=OuterRef("pk")).order_by("-updated_at").values("updated_at")[:1]
+    return (
+        Endpoint.objects.usable_by(user).exclude(last_check_ok=False)  # (exclude keeps the never checked)
+        .annotate(last_used=Subquery(last_used)).order_by(F("last_used").desc(nulls_last=True), "name").first()
+    )
+
+
 class NewConversationForm(forms.Form):
-    endpoint = forms.ModelChoiceField(Endpoint.objects.none(), empty_label=None)
+    endpoint = EndpointChoiceField(Endpoint.objects.none(), empty_label=None)
 
     def __init__(self, *args, user, **kwargs):
         kwargs.setdefault("auto_id", "new_%s")  # the history page has three endpoint fields: ids stay unique
         super().__init__(*args, **kwargs)
         self.fields["endpoint"].queryset = Endpoint.objects.usable_by(user)
+        if not self.is_bound:
+            self.fields["endpoint"].initial = default_endpoint(user)
 
 
 class FrameForm(forms.Form):
@@ -55,11 +89,12 @@ def family_defaults(endpoint: Endpoint) -> dict:
 
 
 class ImportCurlForm(forms.Form):
-    """A pasted cURL command; the endpoint is the one serving its model, else the one picked."""
+    """A pasted cURL command. The endpoint is the one picked, else the one serving its model; for the
+    pages' placeholders ($QWEN_MODEL, ...) one of that page's family."""
 
     command = forms.CharField(widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}), max_length=500_000,
                               help_text="Paste any example from the vendor pages, or a similar command.")
-    endpoint = forms.ModelChoiceField(Endpoint.objects.none(), required=False, empty_label="(the one serving its model)")
+    endpoint = EndpointChoiceField(Endpoint.objects.none(), required=False, empty_label="(the one serving its model)")
 
     def __init__(self, *args, user, **kwargs):
         kwargs.setdefault("auto_id", "import_%s")
@@ -74,9 +109,48 @@ class ImportCurlForm(forms.Form):
             imported = parse_curl(data["command"])
         except ValueError as e:
             raise forms.ValidationError(f"That command could not be read: {e}") from None
-        usable = self.fields["endpoint"].queryset
-        endpoint = data.get("endpoint") or usable.filter(model_id=imported.model).first()
-        if endpoint is None:
-            raise forms.ValidationError(f"No endpoint you may use serves {imported.model!r}: pick one.")
+        endpoint = data.get("endpoint") or self._target(imported)
+        self._check_messages(imported.messages, endpoint)
         data["imported"], data["endpoint"] = imported, endpoint
         return data
+
+    def _target(self, imported) -> Endpoint:
+        """The endpoint for the command's model, among those the user may use (a passing check preferred)."""
+        usable = self.fields["endpoint"].queryset
+        if not imported.model_placeholder:
+            endpoint = healthiest_first(usable.filter(model_id=imported.model)).first()
+            if endpoint is None:
+                raise forms.ValidationError(f"No endpoint you may use serves {imported.model!r}: pick one.")
+            return endpoint
+        candidates = usable.filter(family=imported.family) if imported.family else usable
+        endpoint = healthiest_first(candidates).first()
+        if endpoint is None:
+            family = FAMILIES[imported.family].label if imported.family else "any"
+            raise forms.ValidationError(f"{imported.model} stands for a {family} model, and no endpoint you may use serves one: pick one.")
+        return endpoint
+
+    @staticmethod
+    def _check_messages(messages: list, endpoint: Endpoint) -> None:
+        """Image parts only where the endpoint takes images, from URLs vLLM may fetch (as the composer
+        checks them); then every message's shape, so nothing is imported that could not be sent."""
+        for i, message in enumerate(messages):
+            parts = message.get("content") if isinstance(message, dict) else None
+            for part in parts if isinstance(parts, list) else []:
+                if not (isinstance(part, dict) and part.get("type") == "image_url"):
+                    continue
+                if not endpoint.image_input:
+                    raise forms.ValidationError(
+                        f"Message {i + 1} has an image, and {endpoint} does not take images (image input is off for it): "
+                        "pick an endpoint that does, such as a Gemma 4 one."
+                    )
+                image = part.get("image_url")
+                url = image.get("url") if isinstance(image, dict) else None
+                if isinstance(url, str):  # (a part without one is refused by validate_messages below)
+                    try:
+                        check_image_url(url)
+                    except ValueError as e:
+                        raise forms.ValidationError(f"The image URL of message {i + 1} {e}.") from None
+        try:
+            validate_messages(messages)
+        except PayloadError as e:
+            raise forms.ValidationError(f"That command's messages cannot be sent: {e}") from None

@@ -42,7 +42,8 @@ def opening(user_message, reply) -> str:
     """What a send shows at once: the user's message (unless re-running), the placeholder, streaming,
     and the title (a first message names the conversation)."""
     shown = new_message(user_message) if user_message is not None else ""
-    return shown + new_message(reply) + stream_status(streaming=True) + title(reply.conversation)
+    return (shown + new_message(reply) + stream_status(streaming=True) + title(reply.conversation)
+            + run_pending((), streaming=True))
 
 
 def title(conversation) -> str:
@@ -85,11 +86,17 @@ def final(msg, completion, choices=()) -> str:
     placeholder's row, and the idle status."""
     for m in (msg, *choices):
         m.completion = completion
-    return row([msg, *choices], oob="outerHTML") + stream_status(streaming=False)
+    # The thread now ends with this answer: nothing is left for Run.
+    return row([msg, *choices], oob="outerHTML") + stream_status(streaming=False) + run_pending((), streaming=False)
 
 
 def stream_status(*, streaming: bool) -> str:
     return _partial("stream-status", streaming=streaming, oob="true")
+
+
+def run_pending(messages, *, streaming: bool) -> str:
+    """The composer's Run button, shown when the shown branch ends with an unanswered user message."""
+    return _partial("run-pending", thread=list(messages), streaming=streaming, oob="true")
 
 
 def message_list(messages, *, streaming: bool, answered_calls=None) -> str:
@@ -104,7 +111,8 @@ def message_list(messages, *, streaming: bool, answered_calls=None) -> str:
     conversation = messages[0].conversation if messages else None
     context = {"thread": messages, "rows": message_rows(messages), "oob": "true", "answered_calls": answered_calls,
                "conversation": conversation, "continue_forcing": forcing_tool_choice(conversation) if conversation else ""}
-    return render_to_string(f"{PAGE}#message-list", context) + stream_status(streaming=streaming) + synced()
+    return (render_to_string(f"{PAGE}#message-list", context) + stream_status(streaming=streaming)
+            + run_pending(messages, streaming=streaming) + synced())
 
 
 def synced() -> str:

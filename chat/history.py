@@ -88,6 +88,12 @@ def search(conversations: QuerySet[Conversation], text: str) -> QuerySet[Convers
     return conversations.filter(Q(title__icontains=text) | Exists(in_messages))
 
 
+def with_messages(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """Only conversations something was said in: *New conversation* clicked and left without
+    sending leaves no row. An EXISTS on the (conversation, position) index, probed per row."""
+    return conversations.filter(Exists(Message.objects.filter(conversation=OuterRef("pk"))))
+
+
 def apply_filters(conversations: QuerySet[Conversation], data: dict) -> QuerySet[Conversation]:
     conversations = search(conversations, data.get("q") or "")
     if data.get("endpoint"):
@@ -146,7 +152,7 @@ def history_for(request) -> History:
     form.is_valid()
     data = form.cleaned_data  # valid fields only: a bad filter is dropped and its error shown
     scope = pick_scope(data.get("scope") or "", scopes)
-    conversations = apply_filters(scoped(user, scope, teams), data).select_related("endpoint", "owner", "team")
+    conversations = with_messages(apply_filters(scoped(user, scope, teams), data)).select_related("endpoint", "owner", "team")
     paginator = Paginator(conversations.order_by("-updated_at", "-pk"), PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     query = request.GET.copy()

@@ -114,6 +114,14 @@ class Endpoint(models.Model):
             self.family = detect_family(self.model_id)
         super().save(*args, **kwargs)
 
+    @staticmethod
+    def family_fields(model_id: str, family: str = "") -> dict:
+        """The fields a new endpoint takes from its model family (`family`, else detected from the
+        model ID): `manage.py bootstrap` and the console's Discover models both create endpoints
+        with these, so a Gemma endpoint takes images however it was added."""
+        key = family or detect_family(model_id)
+        return {"family": key, "image_input": FAMILIES[key].image_input}
+
     @property
     def capabilities(self) -> list[str]:
         flags = [("reasoning", self.reasoning_parser), ("tools", self.auto_tool_choice), ("images", self.image_input)]
@@ -180,7 +188,8 @@ class Conversation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.title or f"Conversation {self.public_id}"
+        # The first user message names it (chat.consumers, the import); until then it is a new one.
+        return self.title or "New conversation"
 
     def can_edit(self, user) -> bool:
         return user.is_authenticated and self.owner_id == user.pk

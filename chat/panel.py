@@ -13,6 +13,7 @@ import json
 
 from django import forms
 
+from chat.forms import EndpointChoiceField
 from chat.models import Conversation, Endpoint
 from chat.upstream.families import FAMILIES
 from chat.upstream.options import GROUPS, OPTIONS, OPTIONS_BY_NAME, OptionError, validate_value
@@ -93,7 +94,7 @@ def generic_field(option) -> forms.Field:
 class PanelForm(forms.Form):
     """Every option of a conversation, plus endpoint, system prompt, tools and canned results."""
 
-    endpoint = forms.ModelChoiceField(Endpoint.objects.none(), empty_label=None)
+    endpoint = EndpointChoiceField(Endpoint.objects.none(), empty_label=None)
     system_prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), max_length=100_000)
     thinking = forms.ChoiceField(choices=[("", "family default"), ("on", "on"), ("off", "off")], required=False)
     chat_template_kwargs = JSONField(label="chat_template_kwargs", help_text="Free-form template arguments (enable_thinking is the toggle above).")

@@ -147,9 +147,7 @@ class CompletionRun:
             raise asyncio.CancelledError
 
     async def _handle(self, event) -> None:
-        self.acc.feed(event)
-        if isinstance(event, StreamMeta):  # one per chunk
-            self.chunks += 1
+        self.acc.feed(event)  # it also counts the chunks, for the inspector
         if isinstance(event, StreamMeta | UsageReport | ChoiceFinished):
             return
         if getattr(event, "choice", 0) != 0:
@@ -231,7 +229,10 @@ class CompletionRun:
         live.content = "".join(self.content[: len(self.content) - len(self.pending_content)])
         live.reasoning = "".join(self.reasoning[: len(self.reasoning) - len(self.pending_reasoning)])
         live.logprobs = self.tokens.logprobs()
-        return fragments.row([live], oob="outerHTML")
+        html = fragments.row([live], oob="outerHTML")
+        if self.thinking_state == "open":  # the row folds it: keep it open while the reasoning streams
+            html += fragments.thinking(live, live.reasoning, is_open=True)
+        return html
 
     async def _checkpoint(self) -> None:
         try:
@@ -288,14 +289,16 @@ class CompletionRun:
         completion.response_id = self.acc.id or ""
         completion.response_model = self.acc.model or ""
         completion.usage = self.acc.usage
-        completion.chunk_count = self.chunks
+        completion.chunk_count = self.acc.chunks
         completion.response_body = result
         completion.status = {Message.Status.COMPLETE: Completion.Status.COMPLETE, Message.Status.CANCELLED: Completion.Status.CANCELLED}.get(status, Completion.Status.ERROR)
         completion.error_status = status_code
         completion.error_message = error
         completion.finished_at = timezone.now()
         completion.duration_ms = (finished - self.started) * 1000
-        if self.first_token_at is not None:
+        # Only a stream has a first token to time and a decode rate to measure: a non-streamed answer
+        # arrives whole, so its "first token" is the end and tokens / ~0 s gave millions of tok/s.
+        if self.completion.request_body.get("stream") and self.first_token_at is not None:
             completion.ttft_ms = (self.first_token_at - self.started) * 1000
             tokens = (self.acc.usage or {}).get("completion_tokens")
             generating = finished - self.first_token_at

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from chat.forms import EndpointChoiceField
 from chat.models import Conversation, Endpoint, Message
 from chat.upstream.families import FAMILIES
 from chat.upstream.payload import PayloadError, build_payload
@@ -61,7 +62,7 @@ class VisibilityForm(forms.Form):
 class ForkForm(forms.Form):
     """Fork onto an endpoint the user may use, up to one of the shown messages (blank: all of them)."""
 
-    endpoint = forms.ModelChoiceField(Endpoint.objects.none(), to_field_name="name", empty_label=None)
+    endpoint = EndpointChoiceField(Endpoint.objects.none(), to_field_name="name", empty_label=None)
     upto = forms.ChoiceField(required=False, label="Keep messages up to")
 
     def __init__(self, *args, user, messages: list[Message], **kwargs):

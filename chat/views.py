@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django_htmx.http import reswap, retarget
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -83,7 +84,12 @@ def conversation_settings(request: HttpRequest, public_id) -> HttpResponse:
     # htmx swaps only 2xx responses: an invalid form comes back with 200 and its messages.
     context = _page_context(request, conversation, form, saved)
     context["panel_notices"] = notices
-    return render(request, "chat/conversation.html#settings-panel", context)
+    response = render(request, "chat/conversation.html#settings-panel", context)
+    if saved:  # the endpoint may have changed: the header says which model is talked to
+        response.content += render_to_string(
+            "chat/_conversation_header.html#conversation-model", {"conversation": conversation, "oob": True}
+        ).encode()
+    return response
 
 
 @login_not_required
@@ -242,7 +248,14 @@ def message_add(request: HttpRequest, public_id) -> HttpResponse:
         conversation, branches.tail(conversation.thread()), role=role, content=message["content"],
         tool_calls=message.get("tool_calls"), tool_call_id=message.get("tool_call_id", ""),
     )
-    return _thread_changed(request, conversation)
+    named = role == "user" and not conversation.title and text.strip()
+    if named:
+        conversation.title = text[:80]  # a first user message names the conversation, as a send does
+        conversation.save(update_fields=["title", "updated_at"])
+    response = _thread_changed(request, conversation)
+    if named:
+        response.content += fragments.title(conversation).encode()  # the header's title, out of band
+    return response
 
 
 @require_POST
@@ -333,16 +346,25 @@ def conversation_import(request: HttpRequest) -> HttpResponse:
         values["extra_body"] = {**(values.get("extra_body") or {}), **imported.unknown}
         django_messages.info(request, f"Not in the option registry, sent through extra_body: {', '.join(sorted(imported.unknown))}.")
     conversation = Conversation.objects.create(
-        owner=request.user, endpoint=endpoint, title=f"Imported: {imported.model or 'cURL'}"[:200],
+        owner=request.user, endpoint=endpoint,
         tools=values.pop("tools", None) or [], response_format=values.pop("response_format", None),
         options={k: v for k, v in values.items() if v is not None},
     )
-    Message.objects.bulk_create(
-        Message(conversation=conversation, position=i, role=m["role"], content=m.get("content") or "",
-                tool_calls=m.get("tool_calls"), tool_call_id=m.get("tool_call_id", ""), name=m.get("name", ""))
-        for i, m in enumerate(imported.messages)
-    )
-    if imported.model and imported.model != endpoint.model_id:
+    # One by one, in order: each message follows the one before it (the thread is a tree), so the
+    # parent must have its primary key first.
+    parent = None
+    for position, m in enumerate(imported.messages):
+        parent = Message.objects.create(
+            conversation=conversation, parent=parent, position=position, role=m["role"], content=m.get("content") or "",
+            tool_calls=m.get("tool_calls"), tool_call_id=m.get("tool_call_id", ""), name=m.get("name", ""),
+        )
+        if parent.role == Message.Role.USER and not conversation.title:
+            conversation.title = parent.text[:80]  # as a first send names a conversation
+    conversation.title = conversation.title or "Imported request"  # (no user message to name it)
+    conversation.save(update_fields=["title", "updated_at"])
+    if imported.model_placeholder:
+        django_messages.info(request, f"The command's model {imported.model} is a placeholder; this conversation uses {endpoint} ({endpoint.model_id}).")
+    elif imported.model and imported.model != endpoint.model_id:
         django_messages.info(request, f"The command asked for model {imported.model!r}; this conversation uses {endpoint}.")
     return redirect("chat:conversation", public_id=conversation.public_id)
 

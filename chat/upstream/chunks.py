@@ -48,7 +48,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class StreamMeta:
-    """Identity of the completion, from the first chunk (and again if it changes).
+    """Identity of the completion; opens the events of every chunk, so counting
+    them counts the stream's chunks (the accumulator's `chunks`).
 
     id: vLLM's completion id ("chatcmpl-..."); model: the served model name as
     the server reports it (may differ from the requested alias); created: Unix
@@ -172,7 +173,7 @@ Event = (
 
 
 def parse_chunk(obj: dict) -> list[Event]:
-    """Events carried by one decoded chunk, in wire order.
+    """Events carried by one decoded chunk: its StreamMeta, then the rest in wire order.
 
     Tolerant of missing fields (OpenAI imitations omit some), strict about types: a value of
     the wrong type raises UpstreamProtocolError naming it, so nothing above this layer ever
@@ -316,7 +317,7 @@ def check_response(obj) -> dict:
 class StreamParser:
     """Sans-I/O: raw SSE bytes (any split) in, events out.
 
-    Emits StreamMeta only when it changes, StreamDone at `[DONE]`, and
+    Emits StreamMeta first for every chunk, StreamDone at `[DONE]`, and
     StreamTruncated from close() if `[DONE]` never came. Anything after
     `[DONE]` is ignored.
 
@@ -328,7 +329,6 @@ class StreamParser:
 
     def __init__(self) -> None:
         self._decoder = SSEDecoder()
-        self._meta: StreamMeta | None = None
         self._error: UpstreamError | None = None
         self.done = False
 
@@ -382,14 +382,7 @@ class StreamParser:
             obj = json.loads(data)
         except ValueError:
             raise UpstreamProtocolError(f"undecodable data in the stream: {data[:120]!r}", phase="stream") from None
-        events = []
-        for event in parse_chunk(obj):
-            if isinstance(event, StreamMeta):
-                if event == self._meta:
-                    continue
-                self._meta = event
-            events.append(event)
-        return events
+        return parse_chunk(obj)
 
 
 @dataclass
@@ -423,12 +416,14 @@ class StreamAccumulator:
         self.model: str | None = None
         self.created: int | None = None
         self.usage: dict | None = None
+        self.chunks = 0  # JSON chunks received (the SSE data events other than [DONE]), for the inspector
         self.done = False
         self.truncated = False
         self._choices: dict[int, _Choice] = {}
 
     def feed(self, event: Event) -> None:
-        if isinstance(event, StreamMeta):
+        if isinstance(event, StreamMeta):  # one per chunk
+            self.chunks += 1
             self.id = event.id or self.id
             self.model = event.model or self.model
             self.created = event.created if event.created is not None else self.created

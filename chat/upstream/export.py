@@ -127,6 +127,10 @@ class ImportedRequest:
     messages: list
     values: dict = field(default_factory=dict)
     unknown: dict = field(default_factory=dict)
+    # The model is a placeholder of the pages ($QWEN_MODEL left unset, ...), not a model ID:
+    # any model of `family` will do (None: the generic page's, any model at all).
+    model_placeholder: bool = False
+    family: str | None = None
 
 
 _DATA_FLAGS = {"-d", "--data", "--data-raw", "--data-binary", "--data-ascii", "--json"}
@@ -139,6 +143,10 @@ _BARE_FLAGS = set("NsSkvLifgG#") | {
     "--no-buffer", "--silent", "--show-error", "--insecure", "--verbose", "--location",
     "--include", "--fail", "--fail-with-body", "--compressed", "--http1.1", "--http2",
 }
+# Each model page sets its model in a shell variable (`export QWEN_MODEL=...`) and writes
+# "'"$QWEN_MODEL"'" in its examples; the generic page writes $MODEL or this literal text.
+PAGE_MODEL_VARIABLES = {"QWEN_MODEL": "qwen", "LLAMA_MODEL": "llama", "MISTRAL_MODEL": "mistral", "GEMMA_MODEL": "gemma"}
+GENERIC_MODEL_PLACEHOLDER = "your-model-or-deployment-id"
 _ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
@@ -177,13 +185,28 @@ def parse_curl(text: str, variables: dict[str, str] | None = None) -> ImportedRe
         raise CurlParseError('The body has no "messages" list.')
     values = {k: v for k, v in body.items() if k in OPTIONS_BY_NAME}
     unknown = {k: v for k, v in body.items() if k not in OPTIONS_BY_NAME}
+    model = _expand(model, env) if isinstance(model, str) else model
+    placeholder, family = _model_placeholder(model)
     return ImportedRequest(
         base_url_hint=_base_url_hint(url, env),
-        model=_expand(model, env) if isinstance(model, str) else model,
+        model=model,
         messages=messages,
         values=values,
         unknown=unknown,
+        model_placeholder=placeholder,
+        family=family,
     )
+
+
+def _model_placeholder(model) -> tuple[bool, str | None]:
+    """(is the model a placeholder, the family it stands for): a shell variable the text did not
+    set ($QWEN_MODEL: Qwen; $MODEL or any other: any family), or the generic page's literal one."""
+    if model == GENERIC_MODEL_PLACEHOLDER:
+        return True, None
+    match = _VARIABLE.fullmatch(model) if isinstance(model, str) else None
+    if match is None:
+        return False, None
+    return True, PAGE_MODEL_VARIABLES.get(match.group(1) or match.group(2))
 
 
 def _scan(tokens: list[str]) -> tuple[str | None, str | None]:

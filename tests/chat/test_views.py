@@ -43,12 +43,13 @@ def test_new_conversation_refuses_an_endpoint_of_another_team(client, owner, oth
 
 
 def test_list_shows_mine_newest_first(client, owner, teammate, qwen):
-    Conversation.objects.create(owner=owner, endpoint=qwen, title="older")
-    Conversation.objects.create(owner=owner, endpoint=qwen, title="newer")
-    Conversation.objects.create(owner=teammate, endpoint=qwen, title="not mine")
+    for user, title in ((owner, "older"), (owner, "newer"), (teammate, "not mine")):
+        said = Conversation.objects.create(owner=user, endpoint=qwen, title=title)
+        Message.objects.create(conversation=said, position=0, role="user", content="Hello")  # (the list shows used ones)
     client.force_login(owner)
     page = client.get("/").content.decode()
-    assert page.index("newer") < page.index("older") and "not mine" not in page
+    listed = page.split('id="conversation-list"', 1)[1].split("</ul>", 1)[0]
+    assert listed.index("newer") < listed.index("older") and "not mine" not in page
 
 
 def test_owner_sees_the_page_with_composer_and_socket(client, owner, conversation):

@@ -113,6 +113,33 @@ def test_importer_reads_exported_variables():
     assert imported.base_url_hint == "https://10.1.2.3:8000/v1"
 
 
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: e.id)
+def test_page_model_placeholders_name_their_family(example):
+    """Pasted without its page's `export` lines, an example's model is a placeholder: $QWEN_MODEL
+    stands for a Qwen model, the generic page's for any model; a written model ID is none."""
+    imported = parse_curl(example.curl)
+    family = {"qwen": "qwen", "llama": "llama", "mistral": "mistral", "gemma4": "gemma", "generic": None}[example.page]
+    if imported.model.startswith("$") or imported.model == "your-model-or-deployment-id":
+        assert (imported.model_placeholder, imported.family) == (True, family)
+    else:
+        assert (imported.model_placeholder, imported.family) == (False, None)
+
+
+def test_model_placeholders_in_other_spellings():
+    def model_of(model: str):
+        imported = parse_curl(f"curl http://h/v1/chat/completions -d '{{\"model\": \"{model}\", \"messages\": []}}'")
+        return imported.model, imported.model_placeholder, imported.family
+
+    assert model_of("${GEMMA_MODEL}") == ("${GEMMA_MODEL}", True, "gemma")
+    assert model_of("$MODEL") == ("$MODEL", True, None)
+    assert model_of("$MY_OWN_MODEL") == ("$MY_OWN_MODEL", True, None)  # a variable: some model, family unknown
+    assert model_of("Qwen/Qwen3-8B") == ("Qwen/Qwen3-8B", False, None)
+    assert model_of("a$b") == ("a$b", False, None)  # not a variable on its own
+    exported = parse_curl('export LLAMA_MODEL="meta-llama/Llama-3.3-70B-Instruct"\n'
+                          "curl http://h/v1/chat/completions -d '{\"model\": \"$LLAMA_MODEL\", \"messages\": []}'")
+    assert (exported.model, exported.model_placeholder) == ("meta-llama/Llama-3.3-70B-Instruct", False)
+
+
 def test_importer_understands_other_spellings():
     text = (
         "curl -sS -XPOST --url 'http://h:8000/v1/chat/completions' "

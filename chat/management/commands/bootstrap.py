@@ -166,7 +166,8 @@ class Command(BaseCommand):
         defaults = {"base_url": url, "model_id": model, "api_key": key}
         if family:
             defaults["family"] = family
-        if family == "gemma":
-            defaults["image_input"] = True
-        endpoint, created = Endpoint.objects.update_or_create(name=name[:200], defaults=defaults)
+        # The family's capabilities (Gemma takes images) when the endpoint is made, as Discover models
+        # does; later runs leave them to the admin, who may have changed them in the console.
+        created_with = {**defaults, **Endpoint.family_fields(model, family)}
+        endpoint, created = Endpoint.objects.update_or_create(name=name[:200], defaults=defaults, create_defaults=created_with)
         self.stdout.write(f"{'Created' if created else 'Updated'} endpoint {endpoint.name} → {url}")
