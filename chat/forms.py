@@ -16,11 +16,12 @@ MAX_MESSAGE_CHARS = 100_000
 class EndpointChoiceField(forms.ModelChoiceField):
     """Every endpoint select: the model each endpoint serves is part of its label (a name alone,
     "Simulated vLLM (offline demo) — …", says little once a narrow select cuts it), and one whose
-    last connection check failed says so."""
+    last connection check failed says so. The `endpoint-select` class lets the label wrap (chat.css)."""
+
+    widget = forms.Select(attrs={"class": "endpoint-select"})
 
     def label_from_instance(self, endpoint: Endpoint) -> str:
-        # The simulator's names already end with their model: don't say it twice.
-        label = endpoint.name if endpoint.name.endswith(endpoint.model_id) else f"{endpoint.name} — {endpoint.model_id}"
+        label = endpoint.name_and_model
         if endpoint.last_check_ok is False:
             label += " (last check failed)"
         return label

@@ -114,6 +114,11 @@ class Endpoint(models.Model):
             self.family = detect_family(self.model_id)
         super().save(*args, **kwargs)
 
+    @property
+    def name_and_model(self) -> str:
+        """"name — model ID", as pickers show it (the simulator's names already end with their model)."""
+        return self.name if self.name.endswith(self.model_id) else f"{self.name} — {self.model_id}"
+
     @staticmethod
     def family_fields(model_id: str, family: str = "") -> dict:
         """The fields a new endpoint takes from its model family (`family`, else detected from the

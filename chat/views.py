@@ -363,9 +363,9 @@ def conversation_import(request: HttpRequest) -> HttpResponse:
     conversation.title = conversation.title or "Imported request"  # (no user message to name it)
     conversation.save(update_fields=["title", "updated_at"])
     if imported.model_placeholder:
-        django_messages.info(request, f"The command's model {imported.model} is a placeholder; this conversation uses {endpoint} ({endpoint.model_id}).")
+        django_messages.info(request, f"The command's model {imported.model} is a placeholder; this conversation uses {endpoint.name_and_model}.")
     elif imported.model and imported.model != endpoint.model_id:
-        django_messages.info(request, f"The command asked for model {imported.model!r}; this conversation uses {endpoint}.")
+        django_messages.info(request, f"The command asked for model {imported.model!r}; this conversation uses {endpoint.name_and_model}.")
     return redirect("chat:conversation", public_id=conversation.public_id)
 
 

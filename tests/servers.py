@@ -8,10 +8,12 @@ so sync tests, async tests and a Daphne live server can all reach it.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import uvicorn
 
@@ -62,3 +64,46 @@ class FaultInjector:
             extra = [(k.encode(), v.encode()) for k, v in self.headers.items()]
             scope = dict(scope, headers=list(scope["headers"]) + extra)
         await self.app(scope, receive, send)
+
+
+@dataclass
+class Exchange:
+    """One HTTP request through a Recorder: the bytes it sent and the bytes it got back."""
+
+    method: str
+    path: str
+    request: bytes = b""
+    response: bytes = b""
+
+    @property
+    def json(self):
+        return json.loads(self.request)
+
+
+class Recorder:
+    """Wraps an ASGI app (the simulator): keeps every HTTP exchange as it went over the wire, so a
+    test can check what a client sent and received (a stream's `data:` events, say)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.exchanges: list[Exchange] = []
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        exchange = Exchange(scope["method"], scope["path"])
+        self.exchanges.append(exchange)
+
+        async def receive_recorded():
+            message = await receive()
+            if message["type"] == "http.request":
+                exchange.request += message.get("body", b"")
+            return message
+
+        async def send_recorded(message):
+            if message["type"] == "http.response.body":
+                exchange.response += message.get("body", b"")
+            await send(message)
+
+        await self.app(scope, receive_recorded, send_recorded)

@@ -1,5 +1,7 @@
 """The admin is the endpoint console: test connection, discover models, write-only API keys."""
 
+from io import StringIO
+
 import pytest
 from django.urls import reverse
 
@@ -72,6 +74,24 @@ def test_discover_models_creates_one_endpoint_per_served_model(admin_client, sim
     assert "created" in messages_of(response)[0]
     admin_client.post(url, {"base_url": simulator, "api_key": sim_key.pk}, follow=True)
     assert Endpoint.objects.filter(base_url=simulator).count() == created.count()  # idempotent
+
+
+def test_discovered_endpoints_take_their_familys_capabilities(admin_client, simulator, sim_key, monkeypatch):
+    """As `manage.py bootstrap` makes them: a discovered Gemma endpoint takes images (it once had image input off)."""
+    admin_client.post(reverse("admin:chat_endpoint_discover"), {"base_url": simulator, "api_key": sim_key.pk}, follow=True)
+    discovered = {e.model_id: e for e in Endpoint.objects.filter(base_url=simulator)}
+    assert discovered["sim/gemma-4"].family == "gemma" and discovered["sim/gemma-4"].image_input
+    assert not any(e.image_input for e in discovered.values() if e.family != "gemma")
+    # The bootstrap's generic BASE_URL discovery uses the same defaults.
+    from django.core.management import call_command
+
+    Endpoint.objects.all().delete()
+    monkeypatch.setenv("BASE_URL", simulator)
+    monkeypatch.setenv("API_KEY", "sim-test-key-1234")
+    monkeypatch.delenv("MODEL", raising=False)
+    call_command("bootstrap", stdout=StringIO(), stderr=StringIO())
+    from_env = {e.model_id: e for e in Endpoint.objects.filter(name__endswith="(from BASE_URL)")}
+    assert {m: e.image_input for m, e in from_env.items()} == {m: e.family == "gemma" for m, e in discovered.items()}
 
 
 def test_discover_reports_a_bad_url_and_an_unreachable_server(admin_client, db):

@@ -169,6 +169,27 @@ def test_pages_of_25_and_htmx_gets_only_the_results(client, owner, qwen):
     assert body.lstrip().startswith('<div id="history-results">') and "<html" not in body
 
 
+def test_a_new_conversation_is_named_and_listed_only_once_something_is_said(client, owner, teammate, team, qwen):
+    """*New conversation* clicked and left without sending leaves no row; until its first message it
+    is called "New conversation" (the page, its <title>, the header)."""
+    client.force_login(owner)
+    response = client.post(reverse("chat:conversation_new"), {"endpoint": qwen.pk}, follow=True)
+    conversation = Conversation.objects.get(owner=owner)
+    page = response.content.decode()
+    assert "<title>New conversation · HexGrid Playground</title>" in page
+    assert '<h1 id="conversation-title">New conversation</h1>' in page
+    assert str(conversation) == "New conversation"
+    conversation.team, conversation.visibility = team, "team"
+    conversation.save()
+    for user, scope in ((owner, "mine"), (owner, "all"), (teammate, "team:red team")):
+        listed = list_page(client, user, scope=scope)
+        assert titles(listed) == [] and "0 conversations" in listed.content.decode()
+    client.force_login(owner)
+    client.post(reverse("chat:message_add", args=[conversation.public_id]), {"role": "user", "content": "Why is the sky blue?"})
+    assert titles(list_page(client, owner)) == ["Why is the sky blue?"]
+    assert titles(list_page(client, teammate, scope="team:red team")) == ["Why is the sky blue?"]
+
+
 @pytest.mark.parametrize("scope", ["mine", "all", "team:red team"])
 def test_query_count_does_not_grow_with_the_number_of_conversations(client, owner, teammate, team, qwen, llama, scope):
     client.force_login(owner)
@@ -322,7 +343,7 @@ def test_fork_onto_an_allowed_endpoint_when_the_source_one_is_not(client, teamma
     assert client.get(reverse("chat:conversation", args=[rich.public_id])).status_code == 200  # still readable
     page = client.get(reverse("chat:conversation_fork", args=[rich.public_id])).content.decode()
     assert "You may not use this conversation's endpoint" in page
-    select = page.split('name="endpoint"', 1)[1].split("</select>", 1)[0]
+    select = page.split('id="fork-form"', 1)[1].split('name="endpoint"', 1)[1].split("</select>", 1)[0]
     assert '"llama"' in select and '"qwen"' not in select
     assert fork_as(client, teammate, rich, endpoint="qwen").status_code == 400  # refused by name too
     assert fork_as(client, teammate, rich, endpoint="llama").status_code == 302
@@ -443,7 +464,7 @@ def test_users_see_and_use_only_their_teams_and_open_endpoints(client, owner, te
     mistral.teams.add(team)
     llama.teams.add(other_team)
     page = list_page(client, owner).content.decode()
-    new_form = page.split('class="new-conversation"', 1)[1].split("</form>", 1)[0]
+    new_form = page.split('class="new-chat new-conversation"', 1)[1].split("</form>", 1)[0]  # (in the sidebar)
     assert "qwen" in new_form and "mistral-red" in new_form and "llama" not in new_form
     endpoints = page.split("Endpoints you can use", 1)[1]
     assert "qwen" in endpoints and "mistral-red" in endpoints and "llama" not in endpoints
