@@ -26,6 +26,9 @@ RESPONSE_FORMAT_TYPES = [("", "unset"), ("text", "text"), ("json_object", "json_
 STRUCTURED_KINDS = [("", "unset"), ("json", "json (schema)"), ("regex", "regex"), ("choice", "choice (one per line)"),
                     ("grammar", "grammar"), ("structural_tag", "structural_tag (JSON)")]
 
+# The options people change most: the panel shows them first, the rest by registry group.
+COMMON = ("temperature", "top_p", "max_tokens", "thinking", "stop")
+
 # Options drawn by hand below; every other registry option gets a generic field.
 COMPOSITE = {"tools", "tool_choice", "response_format", "structured_outputs", "stream_options",
              "chat_template_kwargs", "logit_bias", "metadata", "stop", "stop_token_ids"}
@@ -130,14 +133,24 @@ class PanelForm(forms.Form):
         for option in OPTIONS:
             if option.name not in COMPOSITE:
                 self.fields[option.name] = generic_field(option)
+        family = FAMILIES[conversation.endpoint.family] if conversation.endpoint else FAMILIES["generic"]
+        self.thinking_toggle = family.thinking == "toggle"
+        self.fields["thinking"].help_text = (
+            f"Sent as chat_template_kwargs.enable_thinking ({family.label} default: {'on' if family.thinking_default else 'off'})."
+        )
+        described = set()  # an option drawn as several fields (response_format: five) is described once
         for name, field in self.fields.items():
             option = OPTIONS_BY_NAME.get(name.split("__")[0])
             field.option = option
             field.group = option.group if option else ("tools" if name == "canned_results" else "general")
-            if option and not field.help_text:
+            if option and not field.help_text and option.name not in described:
                 field.help_text = option.description
+            if option:
+                described.add(option.name)
             if option and not name.count("__") and field.label is None:
                 field.label = option.name
+            if field.help_text:  # (ids as Django's default auto_id gives them; the panel-field partial)
+                field.widget.attrs["aria-describedby"] = f"id_{name}-help"
         tools = self.data.get("tools") if self.is_bound else None
         self.fields["tool_choice"].widget.choices = self.tool_choices(tools)
 
@@ -377,11 +390,15 @@ class PanelForm(forms.Form):
         self.conversation.save()
         return True
 
+    def common(self) -> list:
+        """The most used options' bound fields, in COMMON's order (thinking where the family toggles it)."""
+        return [self[name] for name in COMMON if name in self.fields and (name != "thinking" or self.thinking_toggle)]
+
     def grouped(self) -> list[tuple[str, list]]:
-        """Bound fields by registry group, in the registry's group order (for the template)."""
+        """The other bound fields by registry group, in the registry's group order (for the template)."""
         groups: dict[str, list] = {g: [] for g in GROUPS}
         for bound in self:
-            if bound.name in ("endpoint", "system_prompt", "thinking"):
+            if bound.name in ("endpoint", "system_prompt", "thinking", *COMMON):
                 continue
             groups.setdefault(bound.field.group, []).append(bound)
         return [(g, fields) for g, fields in groups.items() if fields]

@@ -151,6 +151,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "playground.errors.BrandedErrorPagesMiddleware",  # 404/500 pages are the branded ones even with DEBUG
 ]
 
 ROOT_URLCONF = "playground.urls"

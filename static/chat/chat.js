@@ -1,45 +1,162 @@
-// Composer keys, composer state while streaming, autoscroll, the settings panel's morph swaps and
-// the settings every frame carries, the next-request preview and copy buttons. Everything else is htmx.
+// The page's behaviour beyond htmx: the thread's scrolling, drawers and the sidebar, dialogs (one
+// mechanism for all), copy buttons, composer keys and state while streaming, the settings every frame
+// carries, the settings panel's morph swaps, filter and "modified only" view, the next-request preview.
+// Delegated listeners only, no inline code: fine under CSP script-src 'self'.
 (function () {
   "use strict";
-  let stickToBottom = true;
   let pendingSend = null; // the composer's text, sent and not yet accepted or refused by the server
   let revealInvalid = false; // after a refusal: open, scroll to and focus the first invalid field
 
   // A number input holding text that is not a number has the value "": sent as this instead, so the
   // server refuses it by name rather than taking it for "unset".
   const NOT_A_NUMBER = "not a number";
+  const NARROW = window.matchMedia("(max-width: 1023.98px)"); // as the drawers' breakpoint in chat.css
 
-  function messages() { return document.getElementById("messages"); }
-  function panel() { return document.getElementById("settings-panel"); }
+  function byId(id) { return document.getElementById(id); }
+  function panel() { return byId("settings-panel"); }
   function streaming() {
-    const status = document.getElementById("stream-status");
-    return status && status.dataset.state === "streaming";
+    const status = byId("stream-status");
+    return !!status && status.dataset.state === "streaming";
   }
   function syncComposer() {
-    const fieldset = document.getElementById("composer-fieldset");
+    const fieldset = byId("composer-fieldset");
     if (fieldset) fieldset.disabled = streaming();
     if (!streaming()) {
       const textarea = document.querySelector("#composer textarea");
-      if (textarea && document.activeElement === document.body) textarea.focus();
+      if (textarea && document.activeElement === document.body) textarea.focus({ preventScroll: true });
     }
   }
-  function scrollToEnd() {
-    if (stickToBottom) window.scrollTo(0, document.body.scrollHeight);
-  }
 
-  // Autoscroll pauses when the user scrolls up, and resumes at the bottom.
-  window.addEventListener("scroll", function () {
-    stickToBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
-  }, { passive: true });
+  // --- the thread: at the newest message on load and while streaming, unless the user scrolled up -
+
+  // The thread is its own scroll container (the page does not scroll on a conversation), so other
+  // pages simply open at the top. `autoTop` is where we last scrolled it: content that grew since
+  // does not count as the user scrolling away.
+  let stickToBottom = true;
+  let autoTop = 0;
+  function thread() { return byId("thread"); }
+  function atBottom(el) { return el.scrollHeight - el.clientHeight - el.scrollTop < 48; }
+  function scrollToEnd(force) {
+    const el = thread();
+    if (!el) return;
+    if (force) stickToBottom = true;
+    if (stickToBottom) {
+      el.scrollTop = el.scrollHeight;
+      autoTop = el.scrollTop;
+    }
+    syncJump();
+  }
+  function syncJump() {
+    const el = thread();
+    const jump = byId("jump-latest");
+    if (el && jump) jump.hidden = stickToBottom || atBottom(el);
+  }
+  document.addEventListener("scroll", function (event) {
+    const el = event.target;
+    if (el.id !== "thread") return;
+    stickToBottom = atBottom(el) || el.scrollTop >= autoTop - 2;
+    syncJump();
+  }, { capture: true, passive: true });
+
+  // --- drawers (narrow screens) and the collapsible sidebar ------------------------------------
+
+  const root = document.documentElement;
+  let drawerOpener = null;
+  function drawerEl(name) { return byId(name === "sidebar" ? "sidebar" : "settings"); }
+  function syncToggles() {
+    const sidebar = byId("sidebar-toggle");
+    if (sidebar) {
+      const shown = NARROW.matches ? root.dataset.drawer === "sidebar" : root.dataset.sidebar !== "collapsed";
+      sidebar.setAttribute("aria-expanded", String(shown));
+    }
+    const settings = byId("settings-toggle");
+    if (settings) settings.setAttribute("aria-expanded", String(!NARROW.matches || root.dataset.drawer === "settings"));
+  }
+  // While a drawer is open, what lies behind it is inert: focus stays in the drawer.
+  function behind(name) {
+    if (name === "sidebar") return [document.querySelector(".app-main")];
+    return [byId("sidebar"), document.querySelector(".topbar"), document.querySelector(".chat")];
+  }
+  function openDrawer(name, opener) {
+    closeDrawer(false);
+    root.dataset.drawer = name;
+    drawerOpener = opener || null;
+    behind(name).forEach(function (el) { if (el) el.inert = true; });
+    syncToggles();
+    const drawer = drawerEl(name);
+    const first = drawer && drawer.querySelector("[data-drawer-focus], input:not([type=hidden]), select, textarea, button, a[href]");
+    if (first) first.focus({ preventScroll: true });
+  }
+  function closeDrawer(restoreFocus) {
+    const name = root.dataset.drawer;
+    if (!name) return;
+    delete root.dataset.drawer;
+    behind(name).forEach(function (el) { if (el) el.inert = false; });
+    syncToggles();
+    if (restoreFocus !== false && drawerOpener && drawerOpener.isConnected) drawerOpener.focus();
+    drawerOpener = null;
+  }
+  NARROW.addEventListener("change", function () { closeDrawer(false); syncToggles(); });
+
+  // --- dialogs: <dialog> + showModal(); Esc and the backdrop close; focus returns to the opener ---
+
+  const openers = new WeakMap();
+  let loadingOpener = null; // a [data-dialog] with hx-get: the dialog opens once its content is in
+  function openDialog(dialog, opener) {
+    if (!dialog || dialog.open) return;
+    openers.set(dialog, opener || document.activeElement);
+    dialog.showModal();
+  }
+  document.addEventListener("close", function (event) {
+    const dialog = event.target;
+    if (!(dialog instanceof HTMLDialogElement)) return;
+    if (dialog.id === "next-request-dialog") clearTimeout(refreshTimer);
+    const opener = openers.get(dialog);
+    openers.delete(dialog);
+    if (opener && opener.isConnected && typeof opener.focus === "function") opener.focus();
+  }, true);
+  document.addEventListener("htmx:afterSwap", function (event) {
+    const target = event.detail.target;
+    if (target instanceof HTMLDialogElement && !target.open) {
+      openDialog(target, loadingOpener);
+      loadingOpener = null;
+      const heading = target.querySelector("h2");
+      if (heading) { heading.tabIndex = -1; heading.focus(); } // read from the top
+    }
+  });
+
+  // hx-confirm questions (Remove a message, Reset the settings) in #confirm-dialog, not window.confirm.
+  document.addEventListener("htmx:confirm", function (event) {
+    const question = event.detail.question;
+    const dialog = byId("confirm-dialog");
+    if (!question || !dialog) return;
+    event.preventDefault();
+    dialog.querySelector("#confirm-question").textContent = question;
+    const yes = dialog.querySelector("#confirm-yes");
+    yes.textContent = event.detail.elt.dataset.confirmLabel || "Confirm";
+    dialog.returnValue = "";
+    dialog.addEventListener("close", function answered() {
+      dialog.removeEventListener("close", answered);
+      if (dialog.returnValue === "confirm") event.detail.issueRequest(true);
+    });
+    openDialog(dialog, event.detail.elt);
+  });
+
+  // --- keys ----------------------------------------------------------------------------------------
 
   document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && root.dataset.drawer && !document.querySelector("dialog[open]")) {
+      event.preventDefault();
+      closeDrawer();
+      return;
+    }
     if (event.key === "Escape" && streaming() && !document.querySelector("dialog[open]")) {
-      const stop = document.getElementById("stop-form");
+      const stop = byId("stop-form");
       if (stop) { event.preventDefault(); stop.requestSubmit(); }
       return;
     }
     const target = event.target;
+    if (event.key === "Enter" && target.id === "settings-filter") { event.preventDefault(); return; }
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing && target.matches("#composer textarea")) {
       event.preventDefault();
       if (!streaming() && !pendingSend && target.value.trim()) target.form.requestSubmit();
@@ -94,11 +211,11 @@
       const textarea = form.querySelector("textarea[name=content]");
       pendingSend = { text: textarea ? textarea.value : "" };
     }
-    stickToBottom = true;
+    scrollToEnd(true);
   });
 
   function frameError() {
-    const error = document.getElementById("frame-error");
+    const error = byId("frame-error");
     return error && !error.dataset.seen && error.textContent.trim() ? error : null;
   }
 
@@ -125,27 +242,85 @@
   document.addEventListener("htmx:wsAfterMessage", function () {
     settleSend();
     syncComposer();
-    scrollToEnd();
+    addCopyButtons(byId("messages"));
+    scrollToEnd(false);
     refreshNextRequestSoon();
   });
   document.addEventListener("htmx:wsOpen", function () {
-    const el = document.getElementById("connection");
+    const el = byId("connection");
     if (el) el.textContent = "";
   });
   document.addEventListener("htmx:wsClose", function () {
-    const el = document.getElementById("connection");
+    const el = byId("connection");
     if (el) el.textContent = "connection lost — reconnecting…";
     pendingSend = null;
   });
-  document.addEventListener("DOMContentLoaded", function () { syncComposer(); scrollToEnd(); });
+  document.addEventListener("DOMContentLoaded", function () {
+    syncToggles();
+    syncComposer();
+    addCopyButtons(byId("messages"));
+    scrollToEnd(true);
+  });
 
-  // --- the settings panel: morph swaps, invalid fields ----------------------------------------
+  // --- copy buttons ----------------------------------------------------------------------------
+
+  // Every code block of an answer and every tool call gets one (model output cannot carry buttons:
+  // it is sanitized), placed over the block's corner. View code and messages have theirs in the template.
+  function addCopyButtons(root) {
+    if (!root) return;
+    root.querySelectorAll(".content.markdown pre, .tool-call pre").forEach(function (pre) {
+      if (pre.parentElement.classList.contains("code-block")) return;
+      const wrap = document.createElement("div");
+      wrap.className = "code-block";
+      pre.before(wrap);
+      wrap.append(pre);
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "sm copy";
+      button.dataset.copyBlock = "";
+      button.textContent = "Copy";
+      button.setAttribute("aria-label", "Copy the code");
+      wrap.prepend(button);
+    });
+  }
+
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+    return new Promise(function (resolve, reject) { // plain http on another host: the old way
+      const area = document.createElement("textarea");
+      area.value = text;
+      area.setAttribute("readonly", "");
+      area.style.position = "fixed";
+      area.style.opacity = "0";
+      (document.querySelector("dialog[open]") || document.body).appendChild(area);
+      area.select();
+      const ok = document.execCommand("copy");
+      area.remove();
+      if (ok) resolve(); else reject(new Error("copy refused"));
+    });
+  }
+  function flash(button, text) {
+    const label = button.dataset.label || button.textContent;
+    button.dataset.label = label;
+    button.textContent = text;
+    clearTimeout(button.flashTimer);
+    button.flashTimer = setTimeout(function () { button.textContent = label; }, 1500);
+  }
+  function copyFrom(button, source) {
+    if (!source) return;
+    copyText(source.textContent).then(
+      function () { flash(button, "Copied"); },
+      function () { flash(button, "Copy failed"); }
+    );
+  }
+
+  // --- the settings panel: morph swaps, invalid fields, filter ----------------------------------
 
   // idiomorph's htmx extension morphs the panel (hx-swap="morph"; a config in the attribute would
   // need eval, which the CSP forbids, so it is set here). The focused field keeps the value being
-  // typed, <details> keep the user's open or closed state, and the CodeMirror editors (DOM next to
-  // their hidden textarea, cm-json.min.js) survive and show what the server returned unless the
-  // user is typing in them.
+  // typed, <details> keep the user's open or closed state, the filter box and what it hides stay
+  // as they are, and the CodeMirror editors (DOM next to their hidden textarea, cm-json.min.js)
+  // survive and show what the server returned unless the user is typing in them.
   function isEditorOf(node) {
     const textarea = node.previousElementSibling;
     return !!(textarea && textarea.editorView && textarea.editorView.dom === node);
@@ -163,8 +338,12 @@
     if (!window.Idiomorph) return;
     const defaults = window.Idiomorph.defaults;
     defaults.ignoreActiveValue = true;
+    defaults.callbacks.beforeNodeMorphed = function (node) {
+      return !(node.nodeType === 1 && node.hasAttribute("data-morph-keep"));
+    };
     defaults.callbacks.beforeAttributeUpdated = function (name, node) {
       if (name === "open" && node.tagName === "DETAILS") return false;
+      if (name === "data-filtered" || name === "data-open-before-filter") return false;
       if (node.editorView && (name === "hidden" || name === "data-editor-attached")) return false;
       return true;
     };
@@ -190,10 +369,12 @@
   function afterPanelSwap(form) {
     const invalid = form.querySelectorAll(".field.invalid");
     invalid.forEach(function (field) {
+      field.removeAttribute("data-filtered"); // an error is never hidden by the filter...
       const group = field.closest("details");
-      if (group) group.open = true; // an error is never hidden in a closed group
+      if (group) { group.open = true; group.removeAttribute("data-filtered"); } // ...nor in a closed group
     });
     if (revealInvalid && invalid.length) {
+      if (NARROW.matches && root.dataset.drawer !== "settings") openDrawer("settings", byId("settings-toggle"));
       const target = focusTarget(invalid[0]);
       invalid[0].scrollIntoView({ block: "center" });
       if (target) target.focus({ preventScroll: true });
@@ -201,20 +382,75 @@
     revealInvalid = false;
   }
 
+  // The filter box and "Modified only" live in the panel (data-morph-keep) but are not settings:
+  // they have no name, and their events stop here so they never trigger an autosave.
+  function fieldText(field) {
+    if (!field.dataset.search) {
+      const parts = [field.id.replace(/^field-/, "")];
+      field.querySelectorAll("label, .help").forEach(function (el) { parts.push(el.textContent); });
+      field.dataset.search = parts.join(" ").toLowerCase();
+    }
+    return field.dataset.search;
+  }
+  function isModified(field) {
+    return Array.from(field.querySelectorAll("input[name], select[name], textarea[name]")).some(function (control) {
+      if (control.type === "checkbox" || control.type === "radio") return control.checked;
+      return control.value.trim() !== "";
+    });
+  }
+  function applyPanelFilter() {
+    const form = panel();
+    const box = byId("settings-filter");
+    const modified = byId("settings-modified");
+    if (!form || !box) return;
+    const query = box.value.trim().toLowerCase();
+    const onlyModified = !!(modified && modified.checked);
+    const active = query !== "" || onlyModified;
+    let shown = 0;
+    form.querySelectorAll(".field").forEach(function (field) {
+      const keep = field.classList.contains("invalid") ||
+        ((!query || fieldText(field).includes(query)) && (!onlyModified || isModified(field)));
+      field.toggleAttribute("data-filtered", !keep);
+      if (keep) shown += 1;
+    });
+    form.querySelectorAll("[data-filter-group]").forEach(function (group) {
+      const visible = group.querySelector(".field:not([data-filtered])");
+      group.toggleAttribute("data-filtered", active && !visible);
+      if (group.tagName !== "DETAILS") return;
+      // Matches are shown in open groups; the groups fold back as they were when the filter clears.
+      if (active) {
+        if (!group.hasAttribute("data-open-before-filter")) group.setAttribute("data-open-before-filter", group.open ? "1" : "");
+        if (visible) group.open = true;
+      } else if (group.hasAttribute("data-open-before-filter")) {
+        group.open = group.getAttribute("data-open-before-filter") === "1";
+        group.removeAttribute("data-open-before-filter");
+      }
+    });
+    form.querySelectorAll("[data-filter-hide]").forEach(function (el) { el.toggleAttribute("data-filtered", active); });
+    const empty = byId("settings-filter-empty");
+    if (empty) empty.hidden = !active || shown > 0;
+  }
+  ["input", "change"].forEach(function (type) {
+    document.addEventListener(type, function (event) {
+      if (!event.target.closest || !event.target.closest(".panel-tools")) return;
+      event.stopPropagation();
+      applyPanelFilter();
+    }, true);
+  });
+
   document.addEventListener("htmx:afterSettle", function (event) {
     const target = event.target;
-    if (target.id === "settings-panel") { afterPanelSwap(target); refreshNextRequestSoon(); }
-    if (target.id === "messages") refreshNextRequestSoon();
+    if (target.id === "settings-panel") { applyPanelFilter(); afterPanelSwap(target); refreshNextRequestSoon(); }
+    if (target.id === "messages") { addCopyButtons(target); scrollToEnd(false); refreshNextRequestSoon(); }
   });
 
   // --- the next request: a dialog, kept up to date while open ---------------------------------
 
   let refreshTimer = null;
-  let opener = null;
 
-  function nextRequestDialog() { return document.getElementById("next-request-dialog"); }
+  function nextRequestDialog() { return byId("next-request-dialog"); }
   function refreshNextRequest() {
-    const view = document.getElementById("next-request-view");
+    const view = byId("next-request-view");
     if (view && window.htmx) window.htmx.trigger(view, "refresh");
   }
   function refreshNextRequestSoon() {
@@ -230,77 +466,59 @@
   document.addEventListener("change", function (event) {
     if (event.target.closest("#settings-panel")) refreshNextRequestSoon();
   });
-  document.addEventListener("close", function (event) {
-    if (event.target.id === "next-request-dialog" && opener) {
-      clearTimeout(refreshTimer);
-      opener.focus();
-      opener = null;
-    }
-  }, true);
 
-  // --- clicks: the preview, copy buttons, JSON formatting, closing dialogs ------------------------
-
-  function copyText(text) {
-    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
-    return new Promise(function (resolve, reject) { // plain http on another host: the old way
-      const area = document.createElement("textarea");
-      area.value = text;
-      area.setAttribute("readonly", "");
-      area.style.position = "fixed";
-      area.style.opacity = "0";
-      (document.querySelector("dialog[open]") || document.body).appendChild(area);
-      area.select();
-      const ok = document.execCommand("copy");
-      area.remove();
-      if (ok) resolve(); else reject(new Error("copy refused"));
-    });
-  }
-  function flash(button, text) {
-    const label = button.dataset.label || button.textContent;
-    button.dataset.label = label;
-    button.textContent = text;
-    clearTimeout(button.flashTimer);
-    button.flashTimer = setTimeout(function () { button.textContent = label; }, 1500);
-  }
+  // --- clicks ------------------------------------------------------------------------------------
 
   document.addEventListener("click", function (event) {
-    const preview = event.target.closest("#next-request-button");
-    if (preview) {
-      const dialog = nextRequestDialog();
-      if (dialog && !dialog.open) {
-        opener = preview;
-        dialog.showModal();
-        refreshNextRequest();
+    const target = event.target;
+    // A click on a modal dialog itself is a click on its backdrop (its content fills it).
+    if (target instanceof HTMLDialogElement && target.open) { target.close(); return; }
+
+    const toggle = target.closest("#sidebar-toggle, #settings-toggle");
+    if (toggle) {
+      const name = toggle.id === "sidebar-toggle" ? "sidebar" : "settings";
+      if (NARROW.matches) {
+        if (root.dataset.drawer === name) closeDrawer(); else openDrawer(name, toggle);
+      } else if (name === "sidebar" && window.HexgridPrefs) {
+        window.HexgridPrefs.sidebarCollapsed(root.dataset.sidebar !== "collapsed");
+        syncToggles();
       }
       return;
     }
-    const copy = event.target.closest("[data-copy]");
-    if (copy) {
-      const source = document.getElementById(copy.dataset.copy);
-      if (source) {
-        copyText(source.textContent).then(
-          function () { flash(copy, "Copied"); },
-          function () { flash(copy, "Copy failed"); }
-        );
+    if (target.closest("[data-close-drawer]")) { closeDrawer(); return; }
+
+    const opener = target.closest("[data-dialog]");
+    if (opener) {
+      const dialog = byId(opener.dataset.dialog);
+      if (opener.hasAttribute("hx-get")) {
+        loadingOpener = opener; // htmx fetches the content; afterSwap opens the dialog
+      } else if (dialog) {
+        openDialog(dialog, opener);
+        if (dialog.id === "next-request-dialog") refreshNextRequest();
       }
       return;
     }
-    const format = event.target.closest(".format-json");
+    const jump = target.closest("#jump-latest");
+    if (jump) { scrollToEnd(true); return; }
+
+    const copy = target.closest("[data-copy]");
+    if (copy) { copyFrom(copy, byId(copy.dataset.copy)); return; }
+    const block = target.closest("[data-copy-block]");
+    if (block) { copyFrom(block, block.parentElement.querySelector("pre")); return; }
+
+    const format = target.closest(".format-json");
     if (format) {
-      const textarea = document.getElementById(format.dataset.formatFor);
+      const textarea = byId(format.dataset.formatFor);
       if (textarea && window.HexgridEditor && !window.HexgridEditor.format(textarea)) {
         format.textContent = "Invalid JSON";
         setTimeout(function () { format.textContent = "Format"; }, 1500);
       }
+      return;
     }
-    if (event.target.closest(".close-dialog")) {
-      const dialog = event.target.closest("dialog");
-      if (dialog) {
-        dialog.close();
-      } else {
-        const holder = document.getElementById("dialog");
-        if (holder) holder.innerHTML = "";
-      }
+    const close = target.closest(".close-dialog");
+    if (close) {
+      const dialog = close.closest("dialog");
+      if (dialog) dialog.close();
     }
   });
 })();

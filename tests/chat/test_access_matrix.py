@@ -217,7 +217,10 @@ def check(response, expected: str, title: str) -> None:
         assert status == 302 and not response["Location"].startswith(reverse("login")), (status, response.get("Location"))
     elif expected in (SEES, BLIND):
         assert status == 200
-        assert (title in response.content.decode()) == (expected == SEES)
+        # The sidebar lists the viewer's own recent conversations on every page (never anyone
+        # else's: test_the_sidebar_lists_only_the_viewers_own_conversations); the cell is about the rest.
+        page = re.sub(r'<aside id="sidebar".*?</aside>', "", response.content.decode(), flags=re.S)
+        assert (title in page) == (expected == SEES)
     else:
         assert status == int(expected), (status, response.content[:300])
 
@@ -278,6 +281,21 @@ def test_staff_see_everything_in_the_admin(client, world, staff, outsider):
     assert client.get(f"/admin/chat/conversation/{private.pk}/change/").status_code == 200
     client.force_login(outsider)
     assert client.get("/admin/chat/conversation/").status_code == 302  # to the admin log-in
+
+
+@pytest.mark.parametrize("persona", ["teammate", "outsider", "staff"])
+def test_the_sidebar_lists_only_the_viewers_own_conversations(client, world, persona):
+    user = world["personas"][persona]
+    Conversation.objects.create(owner=user, title=f"{persona}'s own")
+    client.force_login(user)
+    for path in ("/", "/?scope=all", reverse("chat:conversation", args=[world["conversations"]["shared"].public_id])):
+        response = client.get(path)
+        if response.status_code != 200:
+            continue  # (the outsider's 404 has the sidebar too: checked by the same regex below)
+        sidebar = re.search(r'<aside id="sidebar".*?</aside>', response.content.decode(), flags=re.S).group(0)
+        assert f"{persona}&#x27;s own" in sidebar and "plan" not in sidebar
+    sidebar = re.search(r'<aside id="sidebar".*?</aside>', client.get("/no/such/page/").content.decode(), flags=re.S).group(0)
+    assert "plan" not in sidebar
 
 
 def test_pages_carry_uuids_not_integer_keys(client, world, owner):

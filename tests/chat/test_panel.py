@@ -432,7 +432,10 @@ async def test_every_page_example_imports_sends_and_views_as_documented(example,
     page = (await view_code()).content.decode()
     import html
 
-    curl = html.unescape(page.split('<pre class="code" tabindex="0"')[1].split(">", 1)[1].split("</pre>")[0])
+    import re
+
+    shown = page.split('<pre class="code highlight" tabindex="0"')[1].split(">", 1)[1].split("</pre>")[0]
+    curl = html.unescape(re.sub(r"<[^>]+>", "", shown))  # (Pygments spans around the text)
     assert "$HEXGRID_API_KEY" in curl and KEY not in page
     ours, our_body = curl_words(curl)
     theirs, their_body = curl_words(example.curl)
