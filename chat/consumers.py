@@ -3,6 +3,7 @@
 Each frame is checked again (the user may have lost access since connecting). A run is its own
 asyncio task because Channels finishes one handler before reading the next frame (Stop must get
 through). Every viewer of the conversation is in its channel-layer group and gets the same fragments.
+A run outlives its owner's socket for a grace period, reachable through the group (chat.live).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from chat import branches, fragments, nextrequest
+from chat import branches, fragments, live, nextrequest
 from chat.forms import FrameForm
 from chat.models import Completion, Conversation, Endpoint, Message
 from chat.runs import CompletionRun
@@ -55,7 +57,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     """Everyone allowed to see a conversation joins its group; its owner may also run completions."""
 
     run: CompletionRun | None = None
-    closed = False
+    is_owner = False
+    # Callable: this socket, and the group for every other viewer. The run emits through it too, and
+    # it keeps the run going when this socket closes mid-stream (chat.live).
+    broadcast: live.RunSink
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -63,28 +68,35 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.public_id = self.scope["url_route"]["kwargs"]["public_id"]
-        if await self._conversation() is None:
+        conversation = await self._conversation()
+        if conversation is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
+        self.is_owner = conversation.can_edit(user)
         self.group = group_name(self.public_id)
         self.user_group = user_group_name(user.pk)
+        self.broadcast = live.RunSink(self)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
         # The page says which list it shows (?v=): send the list only if it has changed since.
         await self.send(text_data=await self._snapshot(known=self._page_version()))
-        # If a run is in progress (in any process), its owner re-sends the live message.
-        await self.channel_layer.group_send(self.group, {"type": "conversation.resync"})
+        # If a run is in progress (in any process, or detached after a reload), it re-sends the live
+        # message; a run waiting for its owner to come back learns that they are.
+        await self.channel_layer.group_send(
+            self.group, {"type": "conversation.resync", "owner": self.channel_name if self.is_owner else ""}
+        )
 
     async def disconnect(self, code: int) -> None:
-        self.closed = True  # the run may still finish: its last fragments go to the other viewers
-        if self.run is not None and not self.run.task.done():
-            self.run.stop()  # closes the upstream request; the run saves the partial answer
-            # asyncio.wait, not gather: if the server gives up on this consumer, the run still finishes.
-            await asyncio.wait([self.run.task])
+        if self.run is not None:
+            # Mid-stream, the run goes on for RUN_GRACE_SECONDS (a reload reattaches to it), or stops
+            # now (0): the upstream request is closed and the partial answer saved.
+            await self.broadcast.release(self.run, settings.RUN_GRACE_SECONDS)
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
             await self.channel_layer.group_discard(self.user_group, self.channel_name)
+            if self.is_owner:
+                await live.owner_gone(self.channel_layer, self.group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         size = len(text_data or bytes_data or "")
@@ -152,26 +164,6 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         """A run is streaming (once saved, it is only sending its last fragments)."""
         return self.run is not None and not self.run.task.done() and not self.run.saved
 
-    async def broadcast(self, html: str) -> None:
-        """Send to this socket while it is open, and through the group to every other viewer."""
-        if not self.closed:
-            try:
-                await self.send(text_data=html)
-            except Exception:  # the socket closed mid-send (Daphne raises); disconnect() cancels the run
-                self.closed = True
-        if self._others_may_watch():
-            await self.channel_layer.group_send(
-                self.group, {"type": "conversation.fragment", "html": html, "sender": self.channel_name}
-            )
-
-    def _others_may_watch(self) -> bool:
-        """The in-memory layer knows its groups exactly: skip the group send when nobody else watches
-        (its group_send scans every channel, which costs O(streams) per fragment). Other layers: always."""
-        groups = getattr(self.channel_layer, "groups", None)
-        if isinstance(groups, dict):
-            return len(groups.get(self.group, ())) > 1
-        return True
-
     # --- group events ------------------------------------------------------------
 
     async def conversation_fragment(self, event: dict) -> None:
@@ -184,7 +176,15 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def conversation_resync(self, event: dict) -> None:
         if self._running():  # once saved, the final fragment is on its way to everyone
-            await self.broadcast(self.run.snapshot())
+            await self.broadcast.snapshot(self.run)
+
+    async def conversation_roll_call(self, event: dict) -> None:
+        """A run whose owner's socket closed mid-stream asks whether the owner still has one open."""
+        if self.is_owner:
+            await self.channel_layer.send(event["reply_to"], {"type": "run.owner_here", "channel": self.channel_name})
+
+    async def conversation_owner_gone(self, event: dict) -> None:
+        """For a detached run (chat.live): sockets have nothing to do."""
 
     async def conversation_recheck(self, event: dict) -> None:
         """Shared, unshared or deleted, or the user's teams changed (chat.sharing): a viewer who lost

@@ -213,6 +213,14 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# --- Completion runs ------------------------------------------------------------
+
+# Seconds a run goes on after its owner's last socket closed mid-stream (a reload reattaches to it);
+# then it is cancelled, the partial answer saved. 0: cancel at once.
+RUN_GRACE_SECONDS = envfloat("RUN_GRACE_SECONDS", 20.0)
+if not RUN_GRACE_SECONDS >= 0:  # (NaN too)
+    raise ImproperlyConfigured(f"Unexpected value RUN_GRACE_SECONDS={RUN_GRACE_SECONDS!r}, expected 0 or more seconds")
+
 # --- Auth -------------------------------------------------------------------
 
 LOGIN_URL = "login"

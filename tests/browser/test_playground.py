@@ -1,4 +1,4 @@
-"""The playground in Chromium against a live Daphne: stream, stop, errors, reload mid-stream."""
+"""The playground in Chromium against a live Daphne: stream, stop, errors, reload mid-stream (reattaches)."""
 
 from __future__ import annotations
 
@@ -89,6 +89,8 @@ def test_an_upstream_error_is_shown_inline_and_the_next_message_works(live_serve
 
 
 def test_reload_mid_stream_shows_the_user_message_and_the_partial_answer(live_server_url, page, owner, faulty_sim):
+    """The reloaded page shows the answer so far, still streaming (the run outlives the closed page for
+    RUN_GRACE_SECONDS), and Esc there still stops it at once."""
     faulty_sim.headers = {"x-sim-delay-token": "0.08"}
     endpoint = sim_endpoint(faulty_sim.url, "browser-sim-key")
     conversation = open_conversation(page, live_server_url, owner, endpoint)
@@ -99,9 +101,46 @@ def test_reload_mid_stream_shows_the_user_message_and_the_partial_answer(live_se
     page.reload()
     expect(page.locator(".message.user")).to_contain_text("Tell me a long story")
     reply = page.locator(".message.assistant")
-    expect(reply).to_have_attribute("data-status", "cancelled")  # closing the tab stopped it, nothing lost
+    expect(reply).to_have_attribute("data-status", "streaming")  # nothing lost, and not stopped
+    expect(reply.locator(".reasoning")).not_to_be_empty()
+    expect(page.locator("#stream-status")).to_have_attribute("data-state", "streaming")
+    page.keyboard.press("Escape")  # Esc stops the run the closed page started
+    expect(reply).to_have_attribute("data-status", "cancelled")
+    expect(reply.locator(".badge.warn")).to_have_text("stopped")
+    expect(page.locator("#composer textarea")).to_be_enabled()
     saved = Message.objects.get(conversation=conversation, role="assistant")
     assert saved.reasoning and saved.status == "cancelled"
+
+
+def test_a_reload_mid_stream_reattaches_to_the_running_answer(live_server_url, page, owner, faulty_sim):
+    """The answer keeps streaming into the reloaded page and ends complete there, without another reload."""
+    faulty_sim.headers = {"x-sim-delay-token": "0.05"}
+    endpoint = sim_endpoint(faulty_sim.url, "browser-sim-key")
+    # ~120 tokens at 50 ms: about 6 s, most of it after the reload
+    conversation = open_conversation(page, live_server_url, owner, endpoint, options={"max_tokens": 120, "ignore_eos": True})
+    requests, disconnects = len(faulty_sim.app.requests), len(faulty_sim.app.disconnects)
+    page.fill("#composer textarea", "Tell me a long story")
+    page.click("#send-button")
+    expect(page.locator(".message.assistant .reasoning")).not_to_be_empty()
+    page.wait_for_timeout(300)
+    page.reload()
+    reply = page.locator(".message.assistant")
+    expect(reply).to_have_attribute("data-status", "streaming")
+    expect(page.locator("#stream-status")).to_have_attribute("data-state", "streaming")
+    expect(reply.locator(".content")).not_to_be_empty()  # the answer arrives live...
+    shown = len(reply.locator(".content").text_content())
+    page.wait_for_function(  # ...and keeps growing
+        "n => document.querySelector('.message.assistant .content').textContent.length > n + 20", arg=shown
+    )
+    expect(reply).to_have_attribute("data-status", "complete", timeout=30_000)
+    expect(page.locator("#stream-status")).to_have_attribute("data-state", "idle")
+    expect(reply.locator(".metrics")).to_contain_text("finish: length")
+    expect(page.locator("#composer textarea")).to_be_enabled()
+    saved = Message.objects.get(conversation=conversation, role="assistant")
+    assert saved.status == "complete" and saved.finish_reason == "length" and saved.content
+    assert saved.completion.status == "complete" and saved.completion.usage["completion_tokens"] == 120
+    assert len(faulty_sim.app.requests) == requests + 1  # the same request, never sent again
+    assert len(faulty_sim.app.disconnects) == disconnects  # nor cut
 
 
 def test_a_page_load_renders_the_messages_once(live_server_url, page, owner):

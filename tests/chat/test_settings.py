@@ -75,3 +75,11 @@ def test_the_simulator_is_off_in_production_unless_enabled(tmp_path):
     enabled = run_manage("shell", "-c", code, env={**PRODUCTION, "SIMULATOR_ENABLED": "True"}, tmp_path=tmp_path)
     assert enabled.stdout.split()[-1] == "True"
     assert run_manage("shell", "-c", code, env={}, tmp_path=tmp_path).stdout.split()[-1] == "True"  # the embedded default
+
+
+def test_run_grace_seconds_defaults_to_20_and_refuses_negative_values(tmp_path):
+    code = "from django.conf import settings; print(settings.RUN_GRACE_SECONDS)"
+    assert run_manage("shell", "-c", code, env={}, tmp_path=tmp_path).stdout.split()[-1] == "20.0"
+    assert run_manage("shell", "-c", code, env={"RUN_GRACE_SECONDS": "0"}, tmp_path=tmp_path).stdout.split()[-1] == "0.0"
+    result = run_manage("check", env={"RUN_GRACE_SECONDS": "-1"}, tmp_path=tmp_path)
+    assert result.returncode != 0 and "RUN_GRACE_SECONDS" in result.stderr
