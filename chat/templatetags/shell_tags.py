@@ -3,6 +3,7 @@
 from django import template
 
 from chat.forms import NewConversationForm
+from chat.history import with_messages
 from chat.models import Conversation
 
 register = template.Library()
@@ -23,7 +24,8 @@ def app_sidebar(context) -> dict:
     on_history = request.resolver_match is not None and request.resolver_match.view_name == "chat:index"
     return {
         "request": request, "user": user, "csrf_token": context.get("csrf_token"), "new_form": form,
-        "recent": Conversation.objects.filter(owner=user).only("public_id", "title")[:RECENT],
+        # As the history list: a conversation nothing was said in yet is not one to go back to.
+        "recent": with_messages(Conversation.objects.filter(owner=user)).only("public_id", "title")[:RECENT],
         "current": current.public_id if isinstance(current, Conversation) else None,
         "q": request.GET.get("q", "") if on_history else "",
     }

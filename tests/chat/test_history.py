@@ -57,6 +57,14 @@ def titles(response) -> list[str]:
     return re.findall(r'<a href="/c/[0-9a-f-]{36}/">([^<]*)</a>', block)
 
 
+def recent(response) -> list[str]:
+    """The titles in the app sidebar's Recent list."""
+    import re
+
+    block = response.content.decode().split('<ul class="recent">', 1)[1].split("</ul>", 1)[0]
+    return re.findall(r'<a href="/c/[0-9a-f-]{36}/"[^>]*>([^<]*)</a>', block)
+
+
 def list_page(client, user, **params):
     client.force_login(user)
     return client.get(reverse("chat:index"), params)
@@ -184,9 +192,11 @@ def test_a_new_conversation_is_named_and_listed_only_once_something_is_said(clie
     for user, scope in ((owner, "mine"), (owner, "all"), (teammate, "team:red team")):
         listed = list_page(client, user, scope=scope)
         assert titles(listed) == [] and "0 conversations" in listed.content.decode()
+        assert recent(listed) == []  # nor in the sidebar's recent ones
     client.force_login(owner)
     client.post(reverse("chat:message_add", args=[conversation.public_id]), {"role": "user", "content": "Why is the sky blue?"})
     assert titles(list_page(client, owner)) == ["Why is the sky blue?"]
+    assert recent(list_page(client, owner)) == ["Why is the sky blue?"]
     assert titles(list_page(client, teammate, scope="team:red team")) == ["Why is the sky blue?"]
 
 
