@@ -286,7 +286,8 @@ def test_staff_see_everything_in_the_admin(client, world, staff, outsider):
 @pytest.mark.parametrize("persona", ["teammate", "outsider", "staff"])
 def test_the_sidebar_lists_only_the_viewers_own_conversations(client, world, persona):
     user = world["personas"][persona]
-    Conversation.objects.create(owner=user, title=f"{persona}'s own")
+    own = Conversation.objects.create(owner=user, title=f"{persona}'s own")
+    Message.objects.create(conversation=own, position=0, role="user", content="Hi")  # (only used ones are listed)
     client.force_login(user)
     for path in ("/", "/?scope=all", reverse("chat:conversation", args=[world["conversations"]["shared"].public_id])):
         response = client.get(path)
