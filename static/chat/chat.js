@@ -84,7 +84,8 @@
     behind(name).forEach(function (el) { if (el) el.inert = true; });
     syncToggles();
     const drawer = drawerEl(name);
-    const first = drawer && drawer.querySelector("[data-drawer-focus], input:not([type=hidden]), select, textarea, button, a[href]");
+    const first = drawer && (drawer.querySelector("[data-drawer-focus]") ||
+      drawer.querySelector("input:not([type=hidden]), select, textarea, button, a[href]"));
     if (first) first.focus({ preventScroll: true });
   }
   function closeDrawer(restoreFocus) {
@@ -270,6 +271,7 @@
     if (!root) return;
     root.querySelectorAll(".content.markdown pre, .tool-call pre").forEach(function (pre) {
       if (pre.parentElement.classList.contains("code-block")) return;
+      pre.tabIndex = 0; // a long line scrolls sideways: reachable by keyboard
       const wrap = document.createElement("div");
       wrap.className = "code-block";
       pre.before(wrap);
