@@ -8,7 +8,7 @@ from django.db.models import Case, F, OuterRef, Subquery, When
 from chat.models import Conversation, Endpoint
 from chat.upstream.export import parse_curl
 from chat.upstream.families import FAMILIES
-from chat.upstream.payload import PayloadError, check_image_url, validate_messages
+from chat.upstream.payload import PayloadError, build_payload, check_image_url, validate_messages
 
 MAX_MESSAGE_CHARS = 100_000
 
@@ -112,7 +112,15 @@ class ImportCurlForm(forms.Form):
             raise forms.ValidationError(f"That command could not be read: {e}") from None
         endpoint = data.get("endpoint") or self._target(imported)
         self._check_messages(imported.messages, endpoint)
-        data["imported"], data["endpoint"] = imported, endpoint
+        values = dict(imported.values)
+        if imported.unknown:  # outside the registry: sent through extra_body, as the panel would
+            values["extra_body"] = {**(values.get("extra_body") or {}), **imported.unknown}
+        # The same rules as a send from the settings panel: nothing is stored that could not be sent.
+        try:
+            build_payload(endpoint.model_id, imported.messages, values)
+        except PayloadError as e:
+            raise forms.ValidationError(f"That command cannot be imported: {e}. Nothing was created.") from None
+        data["imported"], data["endpoint"], data["values"] = imported, endpoint, values
         return data
 
     def _target(self, imported) -> Endpoint:

@@ -110,7 +110,7 @@ def option_values(conversation, form=None, *, plan: Plan | None = None, tool_cho
 
 def _describe(choice) -> str:
     if isinstance(choice, dict):
-        return f"the function {choice.get('function', {}).get('name', '?')!r}"
+        return f"the function {_function_name(choice)!r}"
     return repr(choice) if choice is not None else "unset"
 
 
@@ -143,7 +143,12 @@ def preview(conversation, user, *, settings=None, content: str = "") -> dict:
 
 def forcing_tool_choice(conversation) -> str:
     """The stored tool_choice when it would force another tool call after tool results ("" if not)."""
-    choice = conversation.options.get("tool_choice")
+    choice = conversation.options.get("tool_choice") if isinstance(conversation.options, dict) else None
     if isinstance(choice, dict):
-        return f"function {choice.get('function', {}).get('name', '?')}"
+        return f"function {_function_name(choice)}"
     return choice if choice in FORCING else ""
+
+
+def _function_name(choice: dict) -> str:
+    function = choice.get("function")
+    return str(function.get("name", "?")) if isinstance(function, dict) else "?"

@@ -51,6 +51,11 @@ def dump_json(value) -> str:
     return "" if value is None else json.dumps(value, indent=2, ensure_ascii=False)
 
 
+def _shaped(value, kind):
+    """`value` when it has the expected shape, else an empty one (stored rows can be older than the rules)."""
+    return value if isinstance(value, kind) else kind()
+
+
 def tri(value) -> str:
     return "" if value is None else ("true" if value else "false")
 
@@ -181,7 +186,10 @@ class PanelForm(forms.Form):
 
     @classmethod
     def initial_for(cls, conversation: Conversation) -> dict:
-        o = conversation.options
+        """The fields' values from what is stored. Stored values of an unexpected shape (rows from
+        before validation, an admin's default_options) show as blank, never as a broken page:
+        `stored_problem()` says what was wrong, and the next save stores what the panel shows."""
+        o = conversation.options if isinstance(conversation.options, dict) else {}
         initial = {"endpoint": conversation.endpoint_id, "system_prompt": conversation.system_prompt,
                    "tools": conversation.tools or None, "canned_results": conversation.canned_results or None}
         for option in OPTIONS:
@@ -189,28 +197,30 @@ class PanelForm(forms.Form):
                 continue
             value = o.get(option.name)
             initial[option.name] = tri(value) if option.type == "boolean" else value
-        kwargs = dict(o.get("chat_template_kwargs") or {})
+        kwargs = dict(_shaped(o.get("chat_template_kwargs"), dict))
         thinking = kwargs.pop("enable_thinking", None)
         initial["thinking"] = "" if thinking is None else ("on" if thinking else "off")
         initial["chat_template_kwargs"] = kwargs or None
-        stream_options = o.get("stream_options") or {}
+        stream_options = _shaped(o.get("stream_options"), dict)
         initial["stream_options__include_usage"] = tri(stream_options.get("include_usage"))
         initial["stream_options__continuous_usage_stats"] = tri(stream_options.get("continuous_usage_stats"))
         stop = o.get("stop")
-        initial["stop"] = "\n".join(s.replace("\n", "\\n") for s in ([stop] if isinstance(stop, str) else stop or []))
-        initial["stop_token_ids"] = ", ".join(str(t) for t in o.get("stop_token_ids") or [])
-        initial["logit_bias"] = "\n".join(f"{k}: {v}" for k, v in (o.get("logit_bias") or {}).items())
-        initial["metadata"] = "\n".join(f"{k}={v}" for k, v in (o.get("metadata") or {}).items())
+        stops = [stop] if isinstance(stop, str) else [s for s in _shaped(stop, list) if isinstance(s, str)]
+        initial["stop"] = "\n".join(s.replace("\n", "\\n") for s in stops)
+        initial["stop_token_ids"] = ", ".join(str(t) for t in _shaped(o.get("stop_token_ids"), list))
+        initial["logit_bias"] = "\n".join(f"{k}: {v}" for k, v in _shaped(o.get("logit_bias"), dict).items())
+        initial["metadata"] = "\n".join(f"{k}={v}" for k, v in _shaped(o.get("metadata"), dict).items())
         choice = o.get("tool_choice")
-        initial["tool_choice"] = f"function:{choice['function']['name']}" if isinstance(choice, dict) else (choice or "")
-        rf = conversation.response_format or {}
-        initial["response_format__type"] = rf.get("type", "")
-        schema = rf.get("json_schema") or {}
-        initial["response_format__name"] = schema.get("name", "")
+        name = _shaped(choice, dict).get("function", {}).get("name") if isinstance(_shaped(choice, dict).get("function"), dict) else None
+        initial["tool_choice"] = f"function:{name}" if name else (choice if isinstance(choice, str) else "")
+        rf = _shaped(conversation.response_format, dict)
+        initial["response_format__type"] = rf.get("type", "") if isinstance(rf.get("type"), str) else ""
+        schema = _shaped(rf.get("json_schema"), dict)
+        initial["response_format__name"] = schema.get("name", "") if isinstance(schema.get("name"), str) else ""
         initial["response_format__schema"] = schema.get("schema")
         initial["response_format__strict"] = tri(schema.get("strict"))
         initial["response_format__structural_tag"] = {k: v for k, v in rf.items() if k != "type"} if rf.get("type") == "structural_tag" else None
-        so = o.get("structured_outputs") or {}
+        so = _shaped(o.get("structured_outputs"), dict)
         kind = next(iter(so), "")
         initial["structured_outputs__kind"] = kind
         value = so.get(kind) if kind else None
@@ -221,6 +231,17 @@ class PanelForm(forms.Form):
         elif value is not None:
             initial["structured_outputs__value"] = dump_json(value)
         return initial
+
+    @staticmethod
+    def stored_problem(conversation: Conversation) -> str:
+        """Why the stored settings could not be sent as they are ("" when they can)."""
+        endpoint = conversation.endpoint
+        try:
+            values = conversation.option_values()
+            build_payload(endpoint.model_id if endpoint else "model", [{"role": "user", "content": "x"}], values)
+        except (PayloadError, TypeError, ValueError, AttributeError) as e:
+            return f"The stored settings are not valid ({e}); the panel shows what could be read, and saving stores that"
+        return ""
 
     # --- parsing the composite controls -----------------------------------------------
 

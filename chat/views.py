@@ -61,6 +61,7 @@ def _page_context(request: HttpRequest, conversation: Conversation, form: PanelF
         "continue_forcing": nextrequest.forcing_tool_choice(conversation),
         "streaming": any(m.status == Message.Status.STREAMING for m in messages),
         "list_version": fragments.list_version(messages),
+        "panel_notices": [problem] if (problem := PanelForm.stored_problem(conversation)) and can_edit else [],
     }
 
 
@@ -340,10 +341,9 @@ def conversation_import(request: HttpRequest) -> HttpResponse:
         from chat.views_history import _index_context
 
         return render(request, "chat/index.html", {**_index_context(request), "import_form": form}, status=400)
-    imported, endpoint = form.cleaned_data["imported"], form.cleaned_data["endpoint"]
-    values = dict(imported.values)
+    imported, endpoint, values = (form.cleaned_data[k] for k in ("imported", "endpoint", "values"))
+    values = dict(values)
     if imported.unknown:
-        values["extra_body"] = {**(values.get("extra_body") or {}), **imported.unknown}
         django_messages.info(request, f"Not in the option registry, sent through extra_body: {', '.join(sorted(imported.unknown))}.")
     conversation = Conversation.objects.create(
         owner=request.user, endpoint=endpoint,

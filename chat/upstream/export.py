@@ -151,6 +151,11 @@ _ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
+def _no_constant(name: str):
+    """NaN and Infinity are not JSON (Python's parser accepts them; PostgreSQL and vLLM do not)."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_curl(text: str, variables: dict[str, str] | None = None) -> ImportedRequest:
     """Turn a cURL command (as on the pages) into model, messages and values.
 
@@ -174,7 +179,7 @@ def parse_curl(text: str, variables: dict[str, str] | None = None) -> ImportedRe
     if data is None:
         raise CurlParseError("The command sends no JSON body (-d or --data).")
     try:
-        body = json.loads(data)
+        body = json.loads(data, parse_constant=_no_constant)
     except ValueError as error:
         raise CurlParseError(f"The -d body is not valid JSON: {error}.") from None
     if not isinstance(body, dict):
