@@ -1,6 +1,6 @@
 """How fast and small the logprob token view is: a 4,000-token answer with top_logprobs 5.
 
-    .venv/bin/python bench/logprobs_render.py [--tokens 4000] [--top 5] [--runs 11] [--screenshot docs/logprobs.png]
+    .venv/bin/python bench/logprobs_render.py [--tokens 4000] [--top 5] [--runs 11] [--screenshot PATH]
 
 Generates a synthetic answer (seeded: prose, code, newlines, CJK characters split
 across byte tokens, a realistic spread of probabilities), renders the message
@@ -154,7 +154,7 @@ def _static(name: str) -> Path:
 
 def inline_page(body: str) -> str:
     """Everything in one document: the CSS in <style>, logprobs.js and the probe at the end of <body>."""
-    css = _static("chat.css").read_text() + _static("logprobs.css").read_text()
+    css = "".join(_static(n).read_text() for n in ("tokens.css", "chat.css", "logprobs.css"))
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>logprobs bench</title>'
             f"<script>window.__t0 = performance.now();</script><style>{css}</style></head>"
             f'<body><main><div class="messages">{body}</div></main>'
@@ -164,7 +164,7 @@ def inline_page(body: str) -> str:
 
 def linked_page(body: str, probe: Path | None) -> str:
     """The assets by file:// URL, deferred as in base.html."""
-    links = "".join(f'<link rel="stylesheet" href="{_static(n).as_uri()}">' for n in ("chat.css", "logprobs.css"))
+    links = "".join(f'<link rel="stylesheet" href="{_static(n).as_uri()}">' for n in ("tokens.css", "chat.css", "logprobs.css"))
     scripts = f'<script src="{_static("logprobs.js").as_uri()}" defer></script>'
     if probe:
         scripts += f'<script src="{probe.as_uri()}" defer></script>'
@@ -240,7 +240,8 @@ def illustrated_logprobs(text: str, seed: int) -> list[dict]:
 
 
 def screenshot(browser, path: Path, tmp: Path) -> None:
-    """A short answer with its thinking tokens, the popover open on a doubtful token: docs/logprobs.png."""
+    """A short answer with its thinking tokens, the popover open on a doubtful token (the README's
+    pictures come from tests/browser/screenshots.py, in the app itself)."""
     html = linked_page(render_message(illustrated_logprobs(SHOT_ANSWER, 1), illustrated_logprobs(SHOT_THINKING, 2)), None)
     file = tmp / "shot.html"
     file.write_text(html, encoding="utf-8")
