@@ -471,8 +471,20 @@
 
   // --- clicks ------------------------------------------------------------------------------------
 
+  // A <details data-menu> (Export) closes like a menu: a click elsewhere, or Esc.
+  function closeMenus(except) {
+    document.querySelectorAll("details[data-menu][open]").forEach(function (menu) {
+      if (menu !== except) menu.open = false;
+    });
+  }
+  document.addEventListener("keydown", function (event) {
+    const menu = event.key === "Escape" && event.target.closest && event.target.closest("details[data-menu][open]");
+    if (menu) { event.stopPropagation(); menu.open = false; menu.querySelector("summary").focus(); }
+  }, true);
+
   document.addEventListener("click", function (event) {
     const target = event.target;
+    closeMenus(target.closest("details[data-menu]"));
     // A click on a modal dialog itself is a click on its backdrop (its content fills it).
     if (target instanceof HTMLDialogElement && target.open) { target.close(); return; }
 

@@ -381,6 +381,16 @@ def test_dialogs_close_on_escape_and_backdrop_and_return_focus(live_server_url, 
     page.mouse.click(5, 5)
     expect(page.locator("#next-request-dialog")).to_be_hidden()
     expect(preview).to_be_focused()
+
+    # The Export menu closes like a menu: Esc, or a click elsewhere.
+    export = page.locator("details.export")
+    export.locator("summary").click()
+    expect(export.get_by_role("link", name="Export JSON")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(export).not_to_have_attribute("open", "")
+    export.locator("summary").click()
+    page.locator("#conversation-title").click()
+    expect(export).not_to_have_attribute("open", "")
     page.context.close()
 
 
