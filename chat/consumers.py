@@ -11,16 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import timedelta
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
-from chat import branches, fragments, live, nextrequest
+from chat import branches, fragments, live, liveness, nextrequest
 from chat.forms import FrameForm
 from chat.models import Completion, Conversation, Endpoint, Message
 from chat.runs import CompletionRun
@@ -30,7 +28,6 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 MAX_FRAME_CHARS = 8_000_000  # a frame: the composer's text plus the settings panel's values
-STALE_STREAM = timedelta(seconds=30)  # a "streaming" message not checkpointed for this long is dead
 
 
 def group_name(public_id) -> str:
@@ -285,7 +282,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             conversation.save(update_fields=["title", "updated_at"])
             completion = Completion.objects.create(
                 conversation=conversation, endpoint=endpoint, user=user, request_body=body,
-                status=Completion.Status.STREAMING,
+                status=Completion.Status.STREAMING, worker=liveness.worker_id(),
             )
             reply = branches.add_child(
                 conversation, parent, siblings_selected=user_message is None and tree.has_selected_child(parent),
@@ -297,15 +294,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     @staticmethod
     def _live_stream(conversation: Conversation, messages) -> bool:
-        """Whether an answer is streaming now. A 'streaming' message left by a process that died (no
-        checkpoint for a while) is marked as interrupted, so the conversation goes on."""
-        streaming = [m for m in messages if m.status == Message.Status.STREAMING]
-        if not streaming:
+        """Whether an answer is streaming now. One left by a server process that stopped or died
+        is finalized as interrupted first (chat.liveness), so the conversation goes on."""
+        if not any(m.status == Message.Status.STREAMING for m in messages):
             return False
-        cutoff = timezone.now() - STALE_STREAM
-        dead = [m.pk for m in streaming if m.updated_at < cutoff]
-        if dead:
-            conversation.messages.filter(pk__in=dead).update(
-                status=Message.Status.ERROR, error="Interrupted: the server stopped while this answer was streaming."
-            )
-        return any(m.updated_at >= cutoff for m in streaming)
+        liveness.finalize_orphans(conversation.messages.all())
+        return conversation.messages.filter(status=Message.Status.STREAMING).exists()

@@ -26,6 +26,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from chat import liveness
+
 if TYPE_CHECKING:
     from chat.runs import CompletionRun
 
@@ -83,7 +85,7 @@ class RunSink:
         self.socket = None
         if run is None or run.task is None or run.task.done():
             return
-        if not run.saved and grace > 0:
+        if not run.saved and grace > 0 and not liveness.stopping:  # a stopping server stops its runs
             await Detached(run, self, grace).start()
             return
         if not run.saved:  # a saved run is only sending its last fragments (to the other viewers)

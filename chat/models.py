@@ -267,6 +267,7 @@ class Completion(models.Model):
     duration_ms = models.FloatField(null=True, blank=True)
     tokens_per_s = models.FloatField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    worker = models.CharField(max_length=300, blank=True, help_text="The server process that runs it (chat.liveness)")
     error_status = models.PositiveIntegerField(null=True, blank=True, help_text="Upstream HTTP status")
     error_message = models.TextField(blank=True)
     started_at = models.DateTimeField(auto_now_add=True)

@@ -18,7 +18,7 @@ from channels.db import database_sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
-from chat import branches, fragments
+from chat import branches, fragments, liveness
 from chat.crypto import DecryptionError
 from chat.logprobs import LiveTokens
 from chat.models import Completion, Message
@@ -103,8 +103,11 @@ class CompletionRun:
     # --- the task ---------------------------------------------------------------
 
     def start(self) -> asyncio.Task:
-        """Run in a task of its own (Channels finishes one handler before reading the next frame)."""
+        """Run in a task of its own (Channels finishes one handler before reading the next frame).
+        The process keeps the row fresh while it runs and stops it on shutdown (chat.liveness)."""
         self.task = asyncio.create_task(self.run())
+        liveness.register(self)
+        self.task.add_done_callback(lambda _: liveness.unregister(self))
         return self.task
 
     def stop(self) -> None:
@@ -261,11 +264,30 @@ class CompletionRun:
         finished = time.monotonic()
         if self.checkpointing is not None:
             await asyncio.gather(self.checkpointing, return_exceptions=True)
-        await asyncio.shield(database_sync_to_async(self._save)(status, error, status_code, result, finished))
+        try:
+            await asyncio.shield(database_sync_to_async(self._save)(status, error, status_code, result, finished))
+        except Exception:  # whatever came back, the answer must not stay "streaming"
+            log.exception("completion %s: the final save failed", self.completion.public_id)
+            status, error = Message.Status.ERROR, "Internal error while saving the answer; the text so far is kept. See the server log."
+            await asyncio.shield(database_sync_to_async(self._save_failure)(error))
         self.saved = True  # from here on only fragments go out: a new run may start
         await self.flush()  # the last batch: the live view is whole before the final render replaces it
         # Markdown + Pygments can take tens of ms on a long answer: keep it off the event loop.
         await self.emit(await asyncio.to_thread(fragments.final, self.message, self.completion, self.choices))
+
+    def _save_failure(self, error: str) -> None:
+        """The final state when the full save failed: the streamed text as plain strings, an error."""
+        self.message.content, self.message.reasoning = "".join(self.content), "".join(self.reasoning)
+        self.message.tool_calls = self.message.logprobs = None
+        self.message.status, self.message.error = Message.Status.ERROR, error
+        Message.objects.filter(pk=self.message.pk).update(
+            content=self.message.content, text_index=self.message.content, reasoning=self.message.reasoning,
+            tool_calls=None, logprobs=None, status=Message.Status.ERROR, error=error,
+        )
+        Completion.objects.filter(pk=self.completion.pk).update(
+            status=Completion.Status.ERROR, error_message=error, finished_at=timezone.now()
+        )
+        self.completion.status, self.completion.error_message = Completion.Status.ERROR, error
 
     @transaction.atomic
     def _save(self, status, error, status_code, result: dict, finished) -> None:
@@ -286,8 +308,9 @@ class CompletionRun:
             extra.save()
             self.choices.append(extra)
         completion = self.completion
-        completion.response_id = self.acc.id or ""
-        completion.response_model = self.acc.model or ""
+        # Cut to the columns' sizes: PostgreSQL refuses longer values (an odd upstream can send them).
+        completion.response_id = (self.acc.id or "")[:200]
+        completion.response_model = (self.acc.model or "")[:300]
         completion.usage = self.acc.usage
         completion.chunk_count = self.acc.chunks
         completion.response_body = result
@@ -320,4 +343,4 @@ class CompletionRun:
         message.reasoning = reasoning
         message.tool_calls = data.get("tool_calls") or None
         message.logprobs = (choice or {}).get("logprobs")
-        message.finish_reason = (choice or {}).get("finish_reason") or ""
+        message.finish_reason = ((choice or {}).get("finish_reason") or "")[:30]

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from chat import branches, fragments, nextrequest
+from chat import branches, fragments, liveness, nextrequest
 from chat.forms import ImportCurlForm, family_defaults
 from chat.models import Completion, Conversation, Message, message_rows
 from chat.panel import PanelForm
@@ -68,6 +68,8 @@ def _page_context(request: HttpRequest, conversation: Conversation, form: PanelF
 @require_GET
 def conversation(request: HttpRequest, public_id) -> HttpResponse:
     conversation = visible_conversation(request, public_id)
+    # An answer left "streaming" by a server that stopped is finalized before it is shown.
+    liveness.finalize_orphans(conversation.messages.all())
     return render(request, "chat/conversation.html", _page_context(request, conversation))
 
 

@@ -37,6 +37,27 @@ def use_uvloop(environ=os.environ) -> bool:
     return value in ("True", "1")
 
 
+def finalize_on_start_and_stop(loop) -> None:
+    """Answers an earlier process left streaming are finalized now (chat.liveness); on SIGTERM,
+    before Daphne stops, every running answer is stopped and saved as stopped."""
+    import django
+    from twisted.internet import defer, reactor
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "playground.settings")
+    django.setup()
+    from chat import liveness
+
+    try:
+        liveness.finalize_orphans()
+    except Exception as error:  # e.g. no tables yet: migrate has not run
+        print(f"HexGrid Playground: could not check for interrupted answers ({error})", file=sys.stderr, flush=True)
+    def before_shutdown():
+        liveness.stopping = True  # at once: a socket closed from here on stops its run, not detach it
+        return defer.Deferred.fromFuture(asyncio.ensure_future(liveness.stop_all(), loop=loop))
+
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+
+
 def main(argv: list[str] | None = None) -> None:
     if use_uvloop():
         import uvloop
@@ -46,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     from daphne.server import twisted_loop
 
     print(f"HexGrid Playground: Daphne on {type(twisted_loop).__module__.split('.')[0]}", file=sys.stderr, flush=True)
+    finalize_on_start_and_stop(twisted_loop)
 
     CommandLineInterface().run(daphne_arguments(sys.argv[1:] if argv is None else argv))
 

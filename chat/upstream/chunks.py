@@ -224,12 +224,13 @@ def check_usage(usage, *, phase: str = "stream") -> dict:
 
 
 def check_text(text: str, path: str, *, phase: str = "stream") -> str:
-    """Text that can be stored and shown: JSON escapes can make lone UTF-16 surrogates."""
+    """Text that can be stored and shown: JSON escapes can make lone UTF-16 surrogates (refused)
+    and NUL characters, which PostgreSQL cannot store (shown as U+FFFD)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise UpstreamProtocolError(f"the server sent `{path}` with an invalid character (a lone UTF-16 surrogate)", phase=phase) from None
-    return text
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def _string(value, path: str) -> str | None:
@@ -314,6 +315,11 @@ def check_response(obj) -> dict:
     return obj
 
 
+def _not_json(name: str):
+    """NaN and Infinity: Python's parser takes them, JSON (and PostgreSQL) do not."""
+    raise ValueError(f"{name} is not JSON")
+
+
 class StreamParser:
     """Sans-I/O: raw SSE bytes (any split) in, events out.
 
@@ -379,7 +385,7 @@ class StreamParser:
             self.done = True
             return [StreamDone()]
         try:
-            obj = json.loads(data)
+            obj = json.loads(data, parse_constant=_not_json)
         except ValueError:
             raise UpstreamProtocolError(f"undecodable data in the stream: {data[:120]!r}", phase="stream") from None
         return parse_chunk(obj)

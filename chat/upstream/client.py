@@ -197,7 +197,7 @@ class UpstreamClient:
             finally:
                 await response.aclose()
             try:
-                answer = json.loads(raw)
+                answer = json.loads(raw, parse_constant=_not_json)
             except ValueError:
                 raise _unexpected(response, redact_bytes(raw[:MAX_ERROR_BODY], self._api_key), "JSON") from None
             if not isinstance(answer, dict):
@@ -270,6 +270,10 @@ async def _read_body(response: httpx.Response, limit: int | None = MAX_ERROR_BOD
         if limit is not None and size >= limit:
             break
     return b"".join(chunks)
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not JSON")
 
 
 def _unexpected(response: httpx.Response, raw: bytes, wanted: str) -> UpstreamProtocolError:
