@@ -39,7 +39,11 @@
   function scrollToEnd(force) {
     const el = thread();
     if (!el) return;
-    if (force) stickToBottom = true;
+    if (force) {
+      stickToBottom = true;
+    } else if (Math.abs(el.scrollTop - autoTop) > 1 && !atBottom(el)) {
+      stickToBottom = false; // the reader moved it since: their scroll event may still be on its way
+    }
     if (stickToBottom) {
       el.scrollTop = el.scrollHeight;
       autoTop = el.scrollTop;
@@ -261,6 +265,12 @@
     syncComposer();
     addCopyButtons(byId("messages"));
     scrollToEnd(true);
+    // Content that grows by itself (token views laid out late, images) keeps a reader who is at
+    // the newest message there. (Observes the thread's inner box: #messages is swapped whole.)
+    const inner = document.querySelector("#thread .thread-inner");
+    if (inner && window.ResizeObserver) {
+      new ResizeObserver(function () { if (stickToBottom) scrollToEnd(false); }).observe(inner);
+    }
   });
 
   // --- copy buttons ----------------------------------------------------------------------------
