@@ -10,7 +10,7 @@ from chat.upstream.export import parse_curl
 from chat.upstream.families import FAMILIES
 from chat.upstream.payload import PayloadError, build_payload, check_image_url, validate_messages
 
-MAX_MESSAGE_CHARS = 100_000
+MAX_MESSAGE_CHARS = 2_000_000  # a long paste; the socket's frame cap (8 MB) is above it
 
 
 class EndpointChoiceField(forms.ModelChoiceField):
