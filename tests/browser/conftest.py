@@ -7,6 +7,7 @@ create are committed and visible to it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from functools import partial
@@ -86,6 +87,19 @@ def page(browser):
     page.set_default_timeout(10_000)
     yield page
     context.close()
+
+
+@contextlib.contextmanager
+def served_simulator(key: str, token_delay: float = 0.005):
+    """A simulator in the test process on a real socket, for a module's tests: the app, with `.url`
+    its /v1 base URL and `.requests` what it received (to check the bodies actually sent)."""
+    from chat.simulator import make_simulator
+    from tests.servers import serve_asgi
+
+    app = make_simulator(api_key=key, token_delay=token_delay)
+    with serve_asgi(app) as url:
+        app.url = url + "/v1"
+        yield app
 
 
 def sim_endpoint(base_url: str, key: str, model: str = "sim/qwen3", **fields):

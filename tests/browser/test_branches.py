@@ -10,9 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from chat.models import Conversation
-from chat.simulator import make_simulator
-from tests.browser.conftest import open_conversation, sim_endpoint
-from tests.servers import serve_asgi
+from tests.browser.conftest import served_simulator, open_conversation, sim_endpoint
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -21,9 +19,7 @@ KEY = "browser-branches-key"
 
 @pytest.fixture(scope="module")
 def sim():
-    app = make_simulator(api_key=KEY, token_delay=0.005)
-    with serve_asgi(app) as url:
-        app.url = url + "/v1"
+    with served_simulator(KEY, token_delay=0.005) as app:
         yield app
 
 

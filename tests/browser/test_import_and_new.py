@@ -13,10 +13,8 @@ import pytest
 from playwright.sync_api import expect
 
 from chat.models import Conversation, Message
-from chat.simulator import make_simulator
-from tests.browser.conftest import sim_endpoint, wait_synced
+from tests.browser.conftest import served_simulator, sim_endpoint, wait_synced
 from tests.conftest import PASSWORD
-from tests.servers import serve_asgi
 from tests.upstream.conftest import page_examples
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -28,9 +26,7 @@ QUESTION = "Give me a one-sentence explanation of what Qwen is."
 
 @pytest.fixture(scope="module")
 def sim():
-    app = make_simulator(api_key=KEY, token_delay=0.005)
-    with serve_asgi(app) as url:
-        app.url = url + "/v1"
+    with served_simulator(KEY, token_delay=0.005) as app:
         yield app
 
 

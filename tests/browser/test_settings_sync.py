@@ -14,9 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from chat.models import Conversation
-from chat.simulator import make_simulator
-from tests.browser.conftest import open_conversation, saved_options, sim_endpoint, until, wait_synced
-from tests.servers import serve_asgi
+from tests.browser.conftest import served_simulator, open_conversation, saved_options, sim_endpoint, until, wait_synced
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -25,9 +23,7 @@ KEY = "browser-settings-key"
 
 @pytest.fixture(scope="module")
 def sim():
-    app = make_simulator(api_key=KEY, token_delay=0.002)
-    with serve_asgi(app) as url:
-        app.url = url + "/v1"
+    with served_simulator(KEY, token_delay=0.002) as app:
         yield app
 
 
