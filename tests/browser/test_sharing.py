@@ -11,7 +11,7 @@ from django.conf import settings
 from playwright.sync_api import expect
 
 from chat.forms import family_defaults
-from chat.models import ApiKey, Conversation, Endpoint
+from chat.models import ApiKey, Conversation, Endpoint, Message
 from tests.browser.conftest import wait_synced
 from tests.conftest import PASSWORD
 
@@ -41,6 +41,8 @@ def test_share_watch_live_and_fork(live_server_url, browser, page, owner, teamma
         owner=owner, endpoint=simulated, options=family_defaults(simulated), title="Team experiment",
         system_prompt="Answer in one paragraph.",
     )
+    # A conversation is listed in the history once it has a message (empty ones are drafts).
+    Message.objects.create(conversation=conversation, position=0, role="user", content="We plan a picnic on Saturday.")
     url = f"/c/{conversation.public_id}/"
 
     # The owner shares it with the team from the conversation page.
@@ -69,7 +71,7 @@ def test_share_watch_live_and_fork(live_server_url, browser, page, owner, teamma
         # The owner sends; the teammate sees the tokens arrive, read-only.
         page.fill("#composer textarea", "Hello team, what is the weather?")
         page.keyboard.press("Enter")
-        expect(mate.locator(".message.user")).to_contain_text("Hello team, what is the weather?")
+        expect(mate.locator(".message.user").last).to_contain_text("Hello team, what is the weather?")
         streaming = mate.locator('.message.assistant[data-status="streaming"]')
         expect(streaming).to_have_count(1)
         expect(mate.locator("#stream-status")).to_have_attribute("data-state", "streaming")
@@ -86,7 +88,7 @@ def test_share_watch_live_and_fork(live_server_url, browser, page, owner, teamma
         mate.wait_for_url(lambda u: "/c/" in u and str(conversation.public_id) not in u)
         fork = Conversation.objects.get(owner=teammate)
         assert fork.forked_from == conversation and fork.system_prompt == "Answer in one paragraph."
-        assert [m.role for m in fork.thread()] == ["user", "assistant"]
+        assert [m.role for m in fork.thread()] == ["user", "user", "assistant"]
         expect(mate.locator(".fork-source")).to_have_text("Team experiment")
         expect(mate.locator(".message.assistant")).to_have_attribute("data-status", "complete")
         expect(mate.locator("#composer textarea")).to_be_editable()
@@ -95,8 +97,8 @@ def test_share_watch_live_and_fork(live_server_url, browser, page, owner, teamma
         mate.keyboard.press("Enter")
         expect(mate.locator(".message.assistant")).to_have_count(2)
         expect(mate.locator(".message.assistant").last).to_have_attribute("data-status", "complete", timeout=30_000)
-        assert [m.role for m in fork.thread()] == ["user", "assistant", "user", "assistant"]
-        assert conversation.messages.count() == 2  # the source is untouched
-        expect(page.locator(".message")).to_have_count(2)  # and its owner saw nothing of the fork
+        assert [m.role for m in fork.thread()] == ["user", "user", "assistant", "user", "assistant"]
+        assert conversation.messages.count() == 3  # the source is untouched
+        expect(page.locator(".message")).to_have_count(3)  # and its owner saw nothing of the fork
     finally:
         mate_context.close()
