@@ -80,8 +80,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=await self._snapshot(known=self._page_version()))
         # If a run is in progress (in any process, or detached after a reload), it re-sends the live
         # message; a run waiting for its owner to come back learns that they are.
+        # It also tells a run that someone else now watches (chat.live: fragments cross the layer only then).
         await self.channel_layer.group_send(
-            self.group, {"type": "conversation.resync", "owner": self.channel_name if self.is_owner else ""}
+            self.group,
+            {"type": "conversation.resync", "owner": self.channel_name if self.is_owner else "", "channel": self.channel_name},
         )
 
     async def disconnect(self, code: int) -> None:
@@ -153,7 +155,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.run.start()
         try:
             opening = self._redraw if redraw else fragments.opening
-            await self.broadcast(await database_sync_to_async(opening)(user_message, reply))
+            # While it renders, the sink reads who else is in the group (after the save: a page that
+            # joins later reads the new messages from the database).
+            html, _ = await asyncio.gather(
+                database_sync_to_async(opening)(user_message, reply), self.broadcast.follow(self.run)
+            )
+            await self.broadcast(html)
         finally:
             opened.set()
 
@@ -172,6 +179,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             self.run.stop()
 
     async def conversation_resync(self, event: dict) -> None:
+        self.broadcast.viewer_joined(event.get("channel"))
         if self._running():  # once saved, the final fragment is on its way to everyone
             await self.broadcast.snapshot(self.run)
 

@@ -1,7 +1,14 @@
 """Where a run's fragments go, and how a run outlives its owner's socket for a grace period.
 
 A run sends through a `RunSink`: straight to the owner's socket that started it, and through the
-conversation's channel-layer group to every other viewer. When that socket closes mid-stream (a
+conversation's channel-layer group to every other viewer, only while there is one: with the
+in-memory layer the group is read at each send; with Redis (chat.layers) the sink knows whether
+anyone else is in the group (the group's sorted set, read when the run starts, about once a second
+while it streams, and before its final fragment; and at once when a page announces itself with
+`conversation.resync`). A viewer that joins between two reads misses nothing: its page read the
+database after joining the group (the opening and the final fragment are read again after the
+writes they show), and its resync makes the run send a snapshot of the live message before any
+further fragment, through the group. When that socket closes mid-stream (a
 reload, a closed tab), `RunSink.release` stops the run at once (RUN_GRACE_SECONDS = 0) or detaches
 it (`Detached`): the run gets a channel of its own on the layer, joins the group and listens there,
 so the owner's next page reaches it whichever process it lands on:
@@ -36,6 +43,10 @@ log = logging.getLogger(__name__)
 # Strong references: a detached run's tasks are held by nothing else once its socket's consumer is gone.
 _detached: set[Detached] = set()
 
+WATCH_REFRESH = 1.0  # s between reads of the group's members for this process's streaming runs (Redis)
+_watched: set[RunSink] = set()  # sinks of this process's streaming runs, on a layer that counts members
+_watching: asyncio.Task | None = None
+
 
 def others_may_watch(layer, group: str, own: str) -> bool:
     """Whether a group send can reach anyone but `own` (the sender's channel). The in-memory layer
@@ -60,6 +71,11 @@ class RunSink:
         self.socket = consumer  # None once the socket has closed
         self.channel = consumer.channel_name  # the sender named in group messages (members skip their own)
         self.lock = asyncio.Lock()  # FIFO: fragments leave in the order they were made
+        # A layer that counts a group's members (Redis): whether anyone else may be there, as last read
+        # or announced; True until read. Other layers are asked at each send (others_may_watch).
+        self.counts = callable(getattr(self.layer, "others_in_groups", None))
+        self.watched = True
+        self.announced = 0  # bumped by each announcement: a read begun before one must not undo it
 
     async def __call__(self, html: str) -> None:
         async with self.lock:
@@ -69,10 +85,35 @@ class RunSink:
                     await socket.send(text_data=html)
                 except Exception:  # the socket closed mid-send (Daphne raises); its disconnect releases the run
                     self.socket = None
-            if others_may_watch(self.layer, self.group, self.channel):
+            if self.watched if self.counts else others_may_watch(self.layer, self.group, self.channel):
                 await self.layer.group_send(
                     self.group, {"type": "conversation.fragment", "html": html, "sender": self.channel}
                 )
+
+    def viewer_joined(self, channel: str | None) -> None:
+        """A page connected to the conversation (its `conversation.resync`): from now on every fragment
+        goes through the group too. Called before the snapshot it asks for is queued."""
+        if channel != self.channel:
+            self.watched = True
+            self.announced += 1
+
+    async def refresh(self) -> None:
+        """Read now whether anyone else is in the group (Redis): before a fragment that shows what was
+        just written to the database (a page that joins after this read reads the write itself)."""
+        if self.counts:
+            await _refresh([self])
+
+    async def follow(self, run: CompletionRun) -> None:
+        """A run starts on this sink: read the group now, and about once a second while it streams."""
+        global _watching
+        if not self.counts:
+            return
+        await self.refresh()
+        _watched.add(self)
+        run.task.add_done_callback(lambda _: _watched.discard(self))
+        loop = asyncio.get_running_loop()
+        if _watching is None or _watching.done() or _watching.get_loop() is not loop:  # (tests: a loop each)
+            _watching = loop.create_task(_watch())
 
     async def snapshot(self, run: CompletionRun) -> None:
         """The streaming message as it stands, to every viewer (for a page that just connected)."""
@@ -92,6 +133,35 @@ class RunSink:
             run.stop()  # closes the upstream request; the run saves the partial answer
         # asyncio.wait, not gather: if the server gives up on this consumer, the run still finishes.
         await asyncio.wait([run.task])
+
+
+async def _refresh(sinks: list[RunSink]) -> None:
+    """One pipelined read of every sink's group. A failure leaves them sending (the safe side)."""
+    by_layer: dict[int, list[RunSink]] = {}
+    for sink in sinks:
+        by_layer.setdefault(id(sink.layer), []).append(sink)
+    for group in by_layer.values():
+        marks = [sink.announced for sink in group]
+        try:
+            counts = await group[0].layer.others_in_groups([(sink.group, sink.channel) for sink in group])
+        except Exception:
+            log.warning("could not read who watches %d conversation(s); sending to their groups", len(group), exc_info=True)
+            for sink in group:
+                sink.watched = True
+            continue
+        for sink, mark, others in zip(group, marks, counts):
+            if others > 0:
+                sink.watched = True
+            elif sink.announced == mark:  # nobody announced themselves while we read
+                sink.watched = False
+
+
+async def _watch() -> None:
+    """While this process streams runs on a counting layer: re-read their groups every WATCH_REFRESH."""
+    while _watched:
+        await asyncio.sleep(WATCH_REFRESH)
+        if _watched:
+            await _refresh(list(_watched))
 
 
 async def owner_gone(layer, group: str, channel: str) -> None:
@@ -135,6 +205,7 @@ class Detached:
         try:
             # A page that connected meanwhile asked the closing socket for the live message, which it
             # could not answer: send it now; and ask the owner's other sockets, if any, to speak up.
+            await self.sink.refresh()  # (its own channel is in the group now, the socket's is leaving)
             await self.sink.snapshot(self.run)
             if not self.run.saved and others_may_watch(self.layer, self.group, self.channel):
                 await self.layer.group_send(self.group, {"type": "conversation.roll_call", "reply_to": self.channel})
@@ -176,6 +247,7 @@ class Detached:
         elif kind == "conversation.resync":
             if event.get("owner"):
                 self._owner_here(event["owner"])
+            self.sink.viewer_joined(event.get("channel"))
             await self.sink.snapshot(self.run)
         elif kind == "run.owner_here":
             self._owner_here(event["channel"])

@@ -9,6 +9,11 @@ partial text, as soon as anyone looks: when the server starts, when a page opens
 A row is orphaned when its worker is this process but no run of ours holds it, or another process
 on this host that is gone (or whose pid is now ours: a restart), or, for another host, when its
 heartbeat is old: each process touches its live rows every HEARTBEAT seconds.
+
+The same per-process tick saves the partial answers (checkpoints): every run whose text changed
+since its last checkpoint, CHECKPOINT_INTERVAL ago or more, in one UPDATE for all of them, so that
+hundreds of streams never queue hundreds of writes in the one database thread, and a tick that is
+slow delays the next one instead of piling up.
 """
 
 from __future__ import annotations
@@ -17,15 +22,19 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from datetime import timedelta
 
+from channels.db import database_sync_to_async
 from django.db.models import Q
 from django.utils import timezone
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT = 5.0  # s between touches of this process's live rows
+TICK = 1.0  # s between checkpoint rounds (at most; half CHECKPOINT_INTERVAL when that is shorter)
+CHECKPOINT_BATCH = 1000  # rows per UPDATE (3 parameters each: within SQLite's and PostgreSQL's limits)
 STALE = timedelta(seconds=20)  # a row of another host not touched for this long has no live run
 INTERRUPTED = "Interrupted: the server stopped while this answer was streaming; the text so far is kept."
 
@@ -47,8 +56,9 @@ def register(run) -> None:
     """A run started here: its row is ours and kept fresh until it ends."""
     global _heartbeat
     _live[run.message.pk] = run
-    if _heartbeat is None or _heartbeat.done():
-        _heartbeat = asyncio.get_running_loop().create_task(_beat())
+    loop = asyncio.get_running_loop()
+    if _heartbeat is None or _heartbeat.done() or _heartbeat.get_loop() is not loop:  # (tests: a loop each)
+        _heartbeat = loop.create_task(_beat())
 
 
 def unregister(run) -> None:
@@ -60,14 +70,53 @@ def live_runs() -> list:
 
 
 async def _beat() -> None:
+    from chat import runs
+
+    last_touch = time.monotonic()
+    while _live:
+        await asyncio.sleep(min(TICK, runs.CHECKPOINT_INTERVAL / 2))
+        now = time.monotonic()
+        due = [row for run in list(_live.values()) if (row := run.checkpoint_due(now)) is not None]
+        touch = []
+        if now - last_touch >= HEARTBEAT:
+            last_touch = now
+            saved = {row.pk for row in due}
+            touch = [pk for pk in _live if pk not in saved]
+        if due or touch:
+            try:  # awaited: the next tick starts only once this one's writes are done
+                await database_sync_to_async(save_checkpoints)(due, touch)
+            except Exception:
+                log.exception("could not save the live answers' checkpoints")
+
+
+def save_checkpoints(rows: list, touch: list[int]) -> None:
+    """The partial answers of `rows` (unsaved Messages holding pk, content, reasoning) in one UPDATE,
+    only where the answer still streams (a final save that got there first is never overwritten);
+    the rows `touch` only have updated_at set (the heartbeat)."""
+    from django.db import connection
+
     from chat.models import Message
 
-    while _live:
-        await asyncio.sleep(HEARTBEAT)
-        try:  # one UPDATE for every live row of this process
-            await Message.objects.filter(pk__in=list(_live)).aupdate(updated_at=timezone.now())
-        except Exception:
-            log.exception("could not touch the live answers' rows")
+    now = timezone.now()
+    if rows:
+        meta, quote = Message._meta, connection.ops.quote_name
+        table, content = quote(meta.db_table), meta.get_field("content")
+        for start in range(0, len(rows), CHECKPOINT_BATCH):
+            batch = rows[start:start + CHECKPOINT_BATCH]
+            params = []
+            for row in batch:  # content is a JSONField: its own adaptation (jsonb on PostgreSQL)
+                params += [row.pk, content.get_db_prep_value(row.content, connection), row.reasoning]
+            values = ", ".join(["(CAST(%s AS BIGINT), %s, %s)"] * len(batch))
+            # A CTE and UPDATE … FROM: the same statement on PostgreSQL and SQLite (3.33+).
+            sql = (
+                f"WITH v (id, content, reasoning) AS (VALUES {values}) "
+                f"UPDATE {table} SET {quote('content')} = v.content, {quote('reasoning')} = v.reasoning, "
+                f"{quote('updated_at')} = %s FROM v WHERE {table}.{quote('id')} = v.id AND {table}.{quote('status')} = %s"
+            )
+            with connection.cursor() as cursor:
+                cursor.execute(sql, [*params, connection.ops.adapt_datetimefield_value(now), Message.Status.STREAMING])
+    if touch:
+        Message.objects.filter(pk__in=touch).update(updated_at=now)
 
 
 def _alive(worker: str, updated_at) -> bool:

@@ -38,7 +38,7 @@ from chat.upstream.thinking import ThinkSplitter, split_thinking
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.04  # s: batch token fragments, never one frame per token
-CHECKPOINT_INTERVAL = 2.0  # s: save the partial answer, by time, not per token
+CHECKPOINT_INTERVAL = 2.0  # s: save the partial answer, by time, not per token (chat.liveness, batched)
 
 Emit = Callable[[str], Awaitable[None]]
 
@@ -86,10 +86,10 @@ class CompletionRun:
         self.first_token_at: float | None = None
         self.last_flush = 0.0
         self.last_checkpoint = 0.0
+        self.checkpointed = (0, 0)  # how many content and reasoning pieces the last checkpoint held
         self.flush_handle: asyncio.TimerHandle | None = None
         self.choices: list[Message] = []  # the other choices when n > 1
         self.chunks = 0
-        self.checkpointing: asyncio.Task | None = None
         self.saved = False
         self.response: dict | None = None  # the answer of a non-streamed request
         self.stop_requested = False
@@ -188,10 +188,8 @@ class CompletionRun:
             # Deltas are waiting: make sure they go out even if the stream pauses.
             loop = asyncio.get_running_loop()
             self.flush_handle = loop.call_later(FLUSH_INTERVAL, lambda: asyncio.ensure_future(self.flush()))
-        if now - self.last_checkpoint >= CHECKPOINT_INTERVAL and self.checkpointing is None:
-            # In the background, one at a time: the stream never waits for the database.
-            self.last_checkpoint = now
-            self.checkpointing = asyncio.create_task(self._checkpoint())
+        # Checkpoints: chat.liveness saves every due run's partial answer in one UPDATE per tick
+        # (checkpoint_due), so 500 streams never queue 500 writes in the database thread.
 
     async def flush(self) -> None:
         if self.flush_handle is not None:
@@ -237,13 +235,16 @@ class CompletionRun:
             html += fragments.thinking(live, live.reasoning, is_open=True)
         return html
 
-    async def _checkpoint(self) -> None:
-        try:
-            await Message.objects.filter(pk=self.message.pk).aupdate(
-                content="".join(self.content), reasoning="".join(self.reasoning), updated_at=timezone.now()
-            )
-        finally:
-            self.checkpointing = None
+    def checkpoint_due(self, now: float) -> Message | None:
+        """The partial answer to save, when it changed and the last checkpoint is CHECKPOINT_INTERVAL
+        old (chat.liveness batches them); None otherwise. Counted as saved from here on."""
+        if self.saved or now - self.last_checkpoint < CHECKPOINT_INTERVAL:
+            return None
+        held = (len(self.content), len(self.reasoning))
+        if held == self.checkpointed:
+            return None
+        self.last_checkpoint, self.checkpointed = now, held
+        return Message(pk=self.message.pk, content="".join(self.content), reasoning="".join(self.reasoning))
 
     # --- finishing -----------------------------------------------------------------
 
@@ -262,8 +263,6 @@ class CompletionRun:
                 self._add(kind, text)
         result = self.response or self.acc.result()
         finished = time.monotonic()
-        if self.checkpointing is not None:
-            await asyncio.gather(self.checkpointing, return_exceptions=True)
         try:
             await asyncio.shield(database_sync_to_async(self._save)(status, error, status_code, result, finished))
         except Exception:  # whatever came back, the answer must not stay "streaming"
@@ -273,7 +272,11 @@ class CompletionRun:
         self.saved = True  # from here on only fragments go out: a new run may start
         await self.flush()  # the last batch: the live view is whole before the final render replaces it
         # Markdown + Pygments can take tens of ms on a long answer: keep it off the event loop.
-        await self.emit(await asyncio.to_thread(fragments.final, self.message, self.completion, self.choices))
+        final = await asyncio.to_thread(fragments.final, self.message, self.completion, self.choices)
+        refresh = getattr(self._send, "refresh", None)  # who else watches, read after the save (chat.live)
+        if refresh is not None:
+            await refresh()
+        await self.emit(final)
 
     def _save_failure(self, error: str) -> None:
         """The final state when the full save failed: the streamed text as plain strings, an error."""

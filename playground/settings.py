@@ -195,10 +195,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Channel layer ----------------------------------------------------------
 
 REDIS_URL = os.getenv("REDIS_URL", "")
+REDIS_MAX_CONNECTIONS = envint("REDIS_MAX_CONNECTIONS", 50)
+if REDIS_MAX_CONNECTIONS < 2:
+    raise ImproperlyConfigured(f"Unexpected value REDIS_MAX_CONNECTIONS={REDIS_MAX_CONNECTIONS!r}, expected 2 or more")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels-redis's layer with a pool that waits for a free connection instead of failing
+            # (redis-py's default pool raised "Too many connections" at 100 streams), and group
+            # membership counts, so a run's fragments cross Redis only when someone else watches.
+            "BACKEND": "chat.layers.RedisChannelLayer",
             # socket_timeout None, as before redis-py 8 (which made it 5 s). With a timeout set,
             # channels-redis's blocking 5 s BZPOPMIN fails every idle socket's receive
             # (django/channels_redis#422), and redis-py sends through asyncio.wait_for, which on
@@ -207,6 +213,9 @@ if REDIS_URL:
                 "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
                 "capacity": 1000,
                 "group_expiry": 3600,
+                # Per server process. Each command holds a connection for one round trip (the one
+                # blocking receive per process excepted); more commands at once wait their turn.
+                "max_connections": REDIS_MAX_CONNECTIONS,
             },
         }
     }

@@ -16,7 +16,6 @@ import time
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.conf import settings as django_settings
 
 from chat import live
 from chat.consumers import group_name
@@ -190,10 +189,10 @@ async def test_the_run_waits_for_the_owners_last_socket(owner, long_answer, sim,
     assert (await reply_of(conversation)).status == "cancelled"
 
 
-@pytest.mark.skipif(bool(django_settings.REDIS_URL), reason="the in-memory layer's optimisation (other layers always send)")
-async def test_a_detached_run_alone_sends_nothing_through_the_in_memory_layer(owner, long_answer, sim, settings, monkeypatch):
-    """The in-memory layer's group_send scans every channel: a detached run, whose own channel is a
-    member of the group, skips it while nobody else is there, and sends again once a page is back."""
+async def test_a_detached_run_alone_sends_nothing_through_the_layer(owner, long_answer, sim, settings, monkeypatch):
+    """A detached run, whose own channel is a member of the group, sends nothing through the layer
+    while nobody else is there (the in-memory layer reads its groups; Redis counts the group's
+    members, chat.live), and sends again once a page is back."""
     layer = get_channel_layer()
     settings.RUN_GRACE_SECONDS = 10
     conversation = long_answer

@@ -64,9 +64,18 @@ def test_malformed_encryption_key_is_refused(tmp_path):
 def test_redis_url_selects_the_redis_channel_layer(tmp_path):
     code = "from django.conf import settings; print(settings.CHANNEL_LAYERS['default']['BACKEND'])"
     result = run_manage("shell", "-c", code, env={"REDIS_URL": "redis://127.0.0.1:6379/0"}, tmp_path=tmp_path)
-    assert result.stdout.split()[-1] == "channels_redis.core.RedisChannelLayer", result.stderr
+    assert result.stdout.split()[-1] == "chat.layers.RedisChannelLayer", result.stderr  # channels-redis's, subclassed
     result = run_manage("shell", "-c", code, env={}, tmp_path=tmp_path)
     assert result.stdout.split()[-1] == "channels.layers.InMemoryChannelLayer", result.stderr
+
+
+def test_redis_max_connections_sizes_the_pool_and_refuses_fewer_than_two(tmp_path):
+    code = "from django.conf import settings; print(settings.CHANNEL_LAYERS['default']['CONFIG']['max_connections'])"
+    redis = {"REDIS_URL": "redis://127.0.0.1:6379/0"}
+    assert run_manage("shell", "-c", code, env=redis, tmp_path=tmp_path).stdout.split()[-1] == "50"
+    assert run_manage("shell", "-c", code, env={**redis, "REDIS_MAX_CONNECTIONS": "400"}, tmp_path=tmp_path).stdout.split()[-1] == "400"
+    result = run_manage("check", env={**redis, "REDIS_MAX_CONNECTIONS": "1"}, tmp_path=tmp_path)
+    assert result.returncode != 0 and "REDIS_MAX_CONNECTIONS" in result.stderr
 
 
 def test_the_simulator_is_off_in_production_unless_enabled(tmp_path):
