@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench scaleout clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ run: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The scale-out shape on this machine: 2 Daphne processes behind HAProxy (Debian's package, installed
+# when missing) on DATABASE_URL (PostgreSQL) and REDIS_URL; HAProxy on PORT.
+scaleout: install
+	$(PY) scripts/scaleout.py --host $(HOST) --port $(PORT)
 
 # The benchmarks print their numbers and targets (a few minutes; run them on a quiet machine).
 bench: install
