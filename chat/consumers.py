@@ -55,6 +55,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     run: CompletionRun | None = None
     is_owner = False
+    error_shown = False  # this page's error line (#frame-error) shows a refusal, cleared by the next accepted send
     # Callable: this socket, and the group for every other viewer. The run emits through it too, and
     # it keeps the run going when this socket closes mid-stream (chat.live).
     broadcast: live.RunSink
@@ -100,9 +101,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None) -> None:
         size = len(text_data or bytes_data or "")
         if size > MAX_FRAME_CHARS:  # the server's own cap (playground/serve.py) is above this one
-            await self.send(text_data=fragments.frame_error(
+            await self._refuse(
                 f"That is too large to send ({size / 1e6:.1f} MB; the limit is {MAX_FRAME_CHARS // 1_000_000} MB). Nothing was sent."
-            ))
+            )
             return
         try:
             data = json.loads(text_data or "")
@@ -111,22 +112,22 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             # JSON escapes can make lone UTF-16 surrogates, which no database or page can hold.
             json.dumps(data, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
-            await self.send(text_data=fragments.frame_error("That text holds an invalid character (a lone UTF-16 surrogate). Nothing was sent."))
+            await self._refuse("That text holds an invalid character (a lone UTF-16 surrogate). Nothing was sent.")
             return
         except ValueError:
-            await self.send(text_data=fragments.frame_error("That frame was not understood (expected a JSON object)."))
+            await self._refuse("That frame was not understood (expected a JSON object).")
             return
         form = FrameForm(data)
         if not form.is_valid():
             errors = "; ".join(e for errs in form.errors.values() for e in errs)
-            await self.send(text_data=fragments.frame_error(errors))
+            await self._refuse(errors)
             return
         try:
             await self._dispatch(form.cleaned_data)
         except Forbidden:  # access was withdrawn since connecting
             await self.close(code=CLOSE_FORBIDDEN)
         except Refused as refusal:
-            await self.send(text_data=fragments.frame_error(str(refusal)))
+            await self._refuse(str(refusal))
 
     async def _dispatch(self, data: dict) -> None:
         action = data["action"]
@@ -145,24 +146,33 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return
         if self._running():
             raise Refused("A completion is already running; stop it first.")
-        # One trip to the database thread: authorize, save, and render the first fragments.
+        # One trip to the database thread: authorize and save.
         completion, reply, user_message, redraw = await self._start(action, data)
-        await self.send(text_data=fragments.clear_frame_error())
+        if self.error_shown:  # a refusal shows on this page: the send went through
+            self.error_shown = False
+            await self.send(text_data=fragments.clear_frame_error())
         # The upstream request goes out first, and the opening fragments render while it waits for
         # its first token; the run's own fragments target the placeholder, so they wait for it.
         opened = asyncio.Event()
         self.run = CompletionRun(completion, reply, self.broadcast, opened=opened)
         self.run.start()
         try:
-            opening = self._redraw if redraw else fragments.opening
+            # The opening renders what _start returned, without a query: in a worker thread, not
+            # behind other sends' work in the database thread (100 sends at once would each wait
+            # for all of them). A redraw reads the thread: in the database thread.
+            opening = database_sync_to_async(self._redraw)(user_message, reply) if redraw else \
+                asyncio.to_thread(fragments.opening, user_message, reply)
             # While it renders, the sink reads who else is in the group (after the save: a page that
             # joins later reads the new messages from the database).
-            html, _ = await asyncio.gather(
-                database_sync_to_async(opening)(user_message, reply), self.broadcast.follow(self.run)
-            )
+            html, _ = await asyncio.gather(opening, self.broadcast.follow(self.run))
             await self.broadcast(html)
         finally:
             opened.set()
+
+    async def _refuse(self, text: str) -> None:
+        """Show why a frame was not carried out on this page's error line."""
+        self.error_shown = True
+        await self.send(text_data=fragments.frame_error(text))
 
     def _running(self) -> bool:
         """A run is streaming (once saved, it is only sending its last fragments)."""
@@ -267,6 +277,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             endpoint = conversation.endpoint
             if endpoint is None or not endpoint.is_active:
                 raise Refused("This conversation has no active endpoint; pick one in the settings.")
+            # (A separate query: folded into the one above as an Exists annotation, it cost more to compile.)
             if not endpoint_checked and not Endpoint.objects.usable_by(user).filter(pk=endpoint.pk).exists():
                 raise Refused("You may not use this endpoint; pick another one in the settings.")
             tree = branches.load(conversation, related=())

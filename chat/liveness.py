@@ -69,6 +69,10 @@ def live_runs() -> list:
     return list(_live.values())
 
 
+def live_count() -> int:
+    return len(_live)
+
+
 async def _beat() -> None:
     from chat import runs
 

@@ -38,9 +38,26 @@ from chat.upstream.thinking import ThinkSplitter, split_thinking
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.04  # s: batch token fragments, never one frame per token
+# Under load the batches grow: each websocket frame costs the process far more than a token in
+# it (Daphne, Twisted, a write). Up to BUSY[0] runs streaming in this process, 40 ms; from there
+# longer, up to BUSY_FLUSH_INTERVAL at BUSY[1] runs and beyond (10 updates a second, still smooth).
+BUSY_FLUSH_INTERVAL = 0.1
+BUSY = (25, 100)
+
+
+def flush_interval(live: int) -> float:
+    """The batch interval when `live` runs stream in this process."""
+    low, high = BUSY
+    if live <= low:
+        return FLUSH_INTERVAL
+    return min(BUSY_FLUSH_INTERVAL, FLUSH_INTERVAL + (BUSY_FLUSH_INTERVAL - FLUSH_INTERVAL) * (live - low) / (high - low))
 CHECKPOINT_INTERVAL = 2.0  # s: save the partial answer, by time, not per token (chat.liveness, batched)
 
 Emit = Callable[[str], Awaitable[None]]
+
+# The Completion columns a run's final save writes.
+FINAL_FIELDS = ["response_id", "response_model", "usage", "chunk_count", "response_body", "status", "error_status",
+                "error_message", "finished_at", "duration_ms", "ttft_ms", "tokens_per_s"]
 
 
 def describe_error(error: UpstreamError) -> str:
@@ -182,12 +199,13 @@ class CompletionRun:
 
     async def _maybe_flush(self) -> None:
         now = time.monotonic()
-        if now - self.last_flush >= FLUSH_INTERVAL:
+        interval = flush_interval(liveness.live_count())
+        if now - self.last_flush >= interval:
             await self.flush()
         elif self.flush_handle is None:
             # Deltas are waiting: make sure they go out even if the stream pauses.
             loop = asyncio.get_running_loop()
-            self.flush_handle = loop.call_later(FLUSH_INTERVAL, lambda: asyncio.ensure_future(self.flush()))
+            self.flush_handle = loop.call_later(self.last_flush + interval - now, lambda: asyncio.ensure_future(self.flush()))
         # Checkpoints: chat.liveness saves every due run's partial answer in one UPDATE per tick
         # (checkpoint_due), so 500 streams never queue 500 writes in the database thread.
 
@@ -330,9 +348,12 @@ class CompletionRun:
             generating = finished - self.first_token_at
             if tokens and generating > 0:
                 completion.tokens_per_s = tokens / generating
-        completion.save()
-        # The final render replaces the placeholder's row: it keeps the ◀ i/N ▶ of a regenerated answer.
-        branches.load(self.message.conversation, related=()).annotate([self.message])
+        # Only what the run changed (the request body, saved before the upstream was called, stays).
+        completion.save(update_fields=FINAL_FIELDS)
+        # The final render replaces the placeholder's row: it keeps the ◀ i/N ▶ of a regenerated answer
+        # (its alternatives: the messages beside it, read now, not the whole conversation).
+        siblings = self.message.conversation.messages.filter(parent_id=self.message.parent_id, removed=False)
+        branches.Tree(siblings).annotate([self.message])
 
     def _fill(self, message: Message, choice: dict | None, streamed_text: bool) -> None:
         """Copy one choice onto a message; the first choice keeps the live-split text on cancel/error."""
