@@ -38,6 +38,7 @@ from chat.upstream.thinking import ThinkSplitter, split_thinking
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.04  # s: batch token fragments, never one frame per token
+CHECKPOINT_INTERVAL = 2.0  # s: save the partial answer, by time, not per token (chat.liveness, batched)
 # Under load the batches grow: each websocket frame costs the process far more than a token in
 # it (Daphne, Twisted, a write). Up to BUSY[0] runs streaming in this process, 40 ms; from there
 # longer, up to BUSY_FLUSH_INTERVAL at BUSY[1] runs and beyond (10 updates a second, still smooth).
@@ -51,7 +52,7 @@ def flush_interval(live: int) -> float:
     if live <= low:
         return FLUSH_INTERVAL
     return min(BUSY_FLUSH_INTERVAL, FLUSH_INTERVAL + (BUSY_FLUSH_INTERVAL - FLUSH_INTERVAL) * (live - low) / (high - low))
-CHECKPOINT_INTERVAL = 2.0  # s: save the partial answer, by time, not per token (chat.liveness, batched)
+
 
 Emit = Callable[[str], Awaitable[None]]
 
