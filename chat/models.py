@@ -16,6 +16,7 @@ from django.db.models import Q
 from chat import crypto
 from chat.upstream.urls import normalize_base_url
 from chat.upstream.families import FAMILIES, detect_family
+from chat.models_compare import Pane  # noqa: F401  (comparisons' panes, issue 15: Django finds the model here)
 
 FAMILY_CHOICES = [(key, family.label) for key, family in FAMILIES.items()]
 
@@ -160,11 +161,16 @@ class Conversation(models.Model):
         PRIVATE = "private", "Private"
         TEAM = "team", "Shared with team"
 
+    class Kind(models.TextChoices):
+        CHAT = "chat", "Conversation"
+        COMPARE = "compare", "Comparison"  # panes over one shared message list (chat.compare)
+
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     team = models.ForeignKey(Group, null=True, blank=True, on_delete=models.SET_NULL)
     visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PRIVATE)
     title = models.CharField(max_length=200, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.CHAT)
     endpoint = models.ForeignKey(Endpoint, null=True, blank=True, on_delete=models.SET_NULL)
     system_prompt = models.TextField(blank=True)
     options = models.JSONField(default=dict, blank=True, help_text="Option values by registry name; unset = absent")
@@ -315,6 +321,8 @@ class Message(models.Model):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
     is_active = models.BooleanField(default=True, help_text="Selected among its siblings (False: another branch is shown)")
     removed = models.BooleanField(default=False, help_text="Taken out of the thread by its owner (kept for the record)")
+    # In a comparison: the pane whose answer this is (None: a shared message, or any conversation's).
+    pane = models.ForeignKey("chat.Pane", null=True, blank=True, on_delete=models.CASCADE, related_name="messages")
     # The content as plain text, kept by save() for the history search (content may be a list of parts).
     text_index = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
