@@ -136,6 +136,8 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "template_partials",
+    "django_tasks",  # batch runs in the background (chat.batch): the tasks API and its database backend
+    "django_tasks_db",
     "chat",
 ]
 
@@ -229,6 +231,20 @@ else:
 RUN_GRACE_SECONDS = envfloat("RUN_GRACE_SECONDS", 20.0)
 if not RUN_GRACE_SECONDS >= 0:  # (NaN too)
     raise ImproperlyConfigured(f"Unexpected value RUN_GRACE_SECONDS={RUN_GRACE_SECONDS!r}, expected 0 or more seconds")
+
+# --- Batch runs (chat.batch) ------------------------------------------------------
+
+# Background work through django-tasks; its database backend is the queue (SQLite by default,
+# PostgreSQL for N workers: `manage.py batch_worker`, started by `make run`'s launcher).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# Rows of one batch run in flight per endpoint at once (the run form's default; 1 to 64).
+BATCH_CONCURRENCY = envint("BATCH_CONCURRENCY", 4)
+# Tasks each run is split into: one per worker process you run, so a run spreads over all of them.
+BATCH_TASKS_PER_RUN = envint("BATCH_TASKS_PER_RUN", 1)
+# Whether the launcher (python -m playground.serve, i.e. `make run`) starts a batch worker beside Daphne.
+BATCH_WORKER = envbool("BATCH_WORKER", True)
+if not 1 <= BATCH_CONCURRENCY <= 64 or not 1 <= BATCH_TASKS_PER_RUN <= 64:
+    raise ImproperlyConfigured("BATCH_CONCURRENCY and BATCH_TASKS_PER_RUN must be between 1 and 64")
 
 # --- Auth -------------------------------------------------------------------
 
