@@ -146,14 +146,18 @@ class Endpoint(models.Model):
         )
 
 
-class ConversationQuerySet(models.QuerySet):
-    def visible_to(self, user) -> ConversationQuerySet:
-        """The owner's conversations plus those shared with one of the user's teams."""
+class SharedQuerySet(models.QuerySet):
+    """Rows with an owner, a team and a visibility (conversations, presets, prompts, test sets)."""
+
+    def visible_to(self, user) -> SharedQuerySet:
+        """The owner's rows plus those shared with one of the user's teams."""
         if not user.is_authenticated:
             return self.none()
-        return self.filter(
-            Q(owner=user) | Q(visibility=Conversation.Visibility.TEAM, team__in=user.groups.all())
-        ).distinct()
+        return self.filter(Q(owner=user) | Q(visibility="team", team__in=user.groups.all())).distinct()
+
+
+class ConversationQuerySet(SharedQuerySet):
+    pass
 
 
 class Conversation(models.Model):
@@ -178,6 +182,10 @@ class Conversation(models.Model):
     canned_results = models.JSONField(default=dict, blank=True, help_text="Tool name -> a ready answer for its calls")
     response_format = models.JSONField(null=True, blank=True)
     forked_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="forks")
+    # The prompt version whose rendered messages were last sent here (chat.models_library).
+    prompt_version = models.ForeignKey(
+        "chat.PromptVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -400,3 +408,8 @@ def message_rows(messages: list["Message"]) -> list[list["Message"]]:
         else:
             rows.append([message])
     return rows
+
+
+# Presets, prompts and test sets (issue 16) live in their own module; Django finds them through this import.
+from chat.models_library import Preset, Prompt, PromptVersion, TestCase, TestSet  # noqa: E402,F401
+
