@@ -168,6 +168,7 @@ class Conversation(models.Model):
     class Kind(models.TextChoices):
         CHAT = "chat", "Conversation"
         COMPARE = "compare", "Comparison"  # panes over one shared message list (chat.compare)
+        BATCH = "batch", "Batch run"  # a batch run's rows (chat.models_batch): listed as the run
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
@@ -412,4 +413,5 @@ def message_rows(messages: list["Message"]) -> list[list["Message"]]:
 
 # Presets, prompts and test sets (issue 16) live in their own module; Django finds them through this import.
 from chat.models_library import Preset, Prompt, PromptVersion, TestCase, TestSet  # noqa: E402,F401
-
+# Batch runs (issue 16): chat.models_batch.
+from chat.models_batch import BatchResult, BatchRun  # noqa: E402,F401
