@@ -17,6 +17,12 @@ Routes (relative to the mount: a scope `root_path` is stripped from `path`):
     GET  /v1/models              the served models
     GET  /health                 empty 200
     GET  /version                {"version": "0.32.0+simulator"}
+    POST /tokenize               messages (+ tools, chat_template_kwargs) or a prompt: count,
+                                 max_model_len, tokens, token_strs; the count of a chat equals
+                                 the prompt_tokens of the same completion (template.py)
+    POST /detokenize             the text of tokens /tokenize handed out
+    GET  /metrics                Prometheus text in vLLM's names: requests running and waiting,
+                                 KV-cache usage, prefix-cache queries and hits
 Others get 404 `{"detail": "Not Found"}` (405 for a wrong method). With an
 `api_key`, /v1/* needs `Authorization: Bearer <key>`, else 401
 `{"error": "Unauthorized"}`, as vLLM's --api-key does.

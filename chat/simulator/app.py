@@ -15,7 +15,9 @@ from typing import Any
 from .compose import generate
 from .render import completion_body, dumps, stream_events
 from .specs import DEFAULT_MODELS, ModelSpec
-from .validate import SimError, parse_json, parse_request
+from .template import METRICS_CONTENT_TYPE, Gauges, ids, render, text_of, token_str
+from .tokens import tokenize
+from .validate import SimError, bad_request, count_prompt_tokens, parse_json, parse_request
 
 VLLM_VERSION = "0.32.0"
 VERSION = f"{VLLM_VERSION}+simulator"
@@ -113,6 +115,7 @@ class SimulatorApp:
         self.disconnects: list[str] = []
         self.started = int(time.time())
         self._permissions = {m: f"modelperm-{secrets.token_hex(8)}" for m in self.models}
+        self.gauges = Gauges(list(self.models))
 
     # ------------------------------------------------------------------ ASGI entry
     async def __call__(self, scope, receive, send) -> None:
@@ -183,6 +186,9 @@ class SimulatorApp:
             "/version": ("GET", self._version),
             "/v1/models": ("GET", self._list_models),
             "/v1/chat/completions": ("POST", self._chat),
+            "/tokenize": ("POST", self._tokenize),
+            "/detokenize": ("POST", self._detokenize),
+            "/metrics": ("GET", self._metrics),
         }
         route = routes.get(path.rstrip("/") or "/")
         if route is None:
@@ -213,8 +219,64 @@ class SimulatorApp:
         } for spec in self.models.values()]
         await self._json(send, 200, {"object": "list", "data": data}, rid)
 
+    def _spec(self, name) -> ModelSpec:
+        if name is None:
+            return next(iter(self.models.values()))
+        if name not in self.models:
+            aliases = ", ".join(self.models)
+            raise SimError(404, f"The model `{name}` does not exist. Valid aliases: {aliases}.", "NotFoundError", "model")
+        return self.models[name]
+
+    async def _tokenize(self, body, rid, send, **_) -> None:
+        """vLLM's /tokenize: a chat (messages, tools, chat_template_kwargs) or a prompt; 11a-11c."""
+        data = parse_json(body)
+        if not isinstance(data, dict):
+            raise bad_request("Expected a JSON object")
+        spec = self._spec(data.get("model"))
+        if "messages" in data:
+            messages = data.get("messages")
+            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+                raise bad_request("messages must be a list of message objects")
+            tools = data.get("tools") or []
+            kwargs = data.get("chat_template_kwargs") or {}
+            pieces = render(spec, messages, tools if isinstance(tools, list) else [],
+                            thinking=spec.thinks(kwargs if isinstance(kwargs, dict) else {}),
+                            add_generation_prompt=data.get("add_generation_prompt", True) is not False)
+        elif isinstance(data.get("prompt"), str):
+            pieces = tokenize(data["prompt"])
+        else:
+            raise bad_request("Either `prompt` or `messages` must be given")
+        answer = {"count": len(pieces), "max_model_len": spec.max_model_len, "tokens": ids(pieces),
+                  "token_strs": [token_str(p) for p in pieces] if data.get("return_token_strs") else None}
+        await self._json(send, 200, answer, rid)
+
+    async def _detokenize(self, body, rid, send, **_) -> None:
+        data = parse_json(body)
+        if not isinstance(data, dict):
+            raise bad_request("Expected a JSON object")
+        self._spec(data.get("model"))
+        tokens = data.get("tokens")
+        if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
+            raise bad_request("tokens must be a list of integers")
+        try:
+            prompt = text_of(tokens)
+        except KeyError as missing:
+            raise bad_request(f"Token id {missing.args[0]} is out of vocabulary") from None
+        await self._json(send, 200, {"prompt": prompt}, rid)
+
+    async def _metrics(self, send, rid, **_) -> None:
+        await self._raw(send, 200, self.gauges.page(), [(b"content-type", METRICS_CONTENT_TYPE)], rid)
+
     async def _chat(self, body, rid, faults: Faults, receive, send) -> None:
         req = parse_request(parse_json(body), self.models)
+        prefix = count_prompt_tokens(req.messages[:-1], req.tools, req.spec, req.thinking) - 3
+        self.gauges.started(req.model, req.messages, req.prompt_tokens, prefix)
+        try:
+            await self._answer(req, rid, faults, receive, send)
+        finally:
+            self.gauges.finished(req.model)
+
+    async def _answer(self, req, rid, faults: Faults, receive, send) -> None:
         created = int(time.time())
         try:
             gens = [generate(req, i) for i in range(req.n)]

@@ -38,7 +38,8 @@ from .errors import (
     parse_error_body,
     text_excerpt,
 )
-from .redact import redact_bytes
+from .headers import check_headers, merged
+from .redact import redact, redact_bytes
 from .transport import Transport
 from .urls import normalize_base_url, server_root
 
@@ -46,6 +47,7 @@ __all__ = ["UpstreamClient", "close_clients", "get_client", "normalize_base_url"
 
 USER_AGENT = "hexgrid-playground"
 MAX_ERROR_BODY = 64 * 1024  # enough for any error message; gateways can send big pages
+MAX_METRICS_BODY = 4 * 1024 * 1024  # vLLM's is ~60 KB; a histogram-heavy server stays far below
 MAX_CACHED_CLIENTS = 32
 MAX_CONNECTIONS = 2000  # per endpoint: one per concurrent stream
 
@@ -62,9 +64,18 @@ class UpstreamClient:
         ca_bundle: str | None = None,
         timeout: float = 120.0,
         connect_timeout: float = 10.0,
+        headers: dict[str, str] | None = None,
+        secret_headers: tuple[str, ...] = (),
     ) -> None:
         self.base_url = normalize_base_url(base_url)
         self._api_key = api_key or None
+        # The endpoint's own headers go with every request; the values of `secret_headers` are
+        # redacted from upstream text like the key.
+        self._headers = check_headers((headers or {}).items())
+        hidden = {name.lower() for name in secret_headers}
+        self._secrets = tuple(
+            s for s in (self._api_key, *(v for n, v in self._headers.items() if n.lower() in hidden)) if s
+        )
         self.verify = verify
         self.ca_bundle = ca_bundle or None
         self.timeout = timeout
@@ -88,25 +99,72 @@ class UpstreamClient:
         if http is not None and self._loop is asyncio.get_running_loop():
             await http.aclose()
 
-    async def list_models(self) -> list[dict]:
+    async def list_models(self, *, headers: dict[str, str] | None = None) -> list[dict]:
         """The served models: the `data` list of GET /v1/models."""
-        answer = await self._request_json("GET", "/models")
+        answer = await self._request_json("GET", "/models", headers=headers)
         models = answer.get("data")
         if not isinstance(models, list):
             raise UpstreamProtocolError('/models answered without a "data" list')
         return models
 
-    async def create_chat(self, body: dict) -> dict:
+    async def create_chat(self, body: dict, *, headers: dict[str, str] | None = None) -> dict:
         """POST a non-streaming chat completion; return the decoded response."""
         if body.get("stream"):
             raise ValueError("create_chat() sends non-streaming requests; use stream_chat() for stream: true")
-        answer = await self._request_json("POST", "/chat/completions", body)
+        answer = await self._request_json("POST", "/chat/completions", body, headers=headers)
         if not isinstance(answer.get("choices"), list):
             raise UpstreamProtocolError('the completion has no "choices" list')
         try:
             return check_response(answer)
         except UpstreamError as error:
-            raise error.redact(self._api_key)
+            raise self._redacted(error)
+
+    async def version(self, *, headers: dict[str, str] | None = None) -> str:
+        """vLLM's GET /version (at the server root)."""
+        answer = await self._request_json("GET", "/version", root=True, headers=headers)
+        version = answer.get("version")
+        if not isinstance(version, str):
+            raise UpstreamProtocolError('/version answered without a "version" string')
+        return version
+
+    async def tokenize(self, body: dict, *, headers: dict[str, str] | None = None) -> dict:
+        """vLLM's POST /tokenize (at the server root): {"count", "max_model_len", "tokens", "token_strs"}."""
+        answer = await self._request_json("POST", "/tokenize", body, root=True, headers=headers)
+        tokens, count = answer.get("tokens"), answer.get("count")
+        if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
+            raise UpstreamProtocolError('/tokenize answered without a "tokens" list of integers')
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise UpstreamProtocolError('/tokenize answered without an integer "count"')
+        limit, strs = answer.get("max_model_len"), answer.get("token_strs")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
+            raise UpstreamProtocolError('/tokenize: "max_model_len" is not an integer')
+        if strs is not None and (not isinstance(strs, list) or not all(isinstance(t, str) for t in strs)):
+            raise UpstreamProtocolError('/tokenize: "token_strs" is not a list of strings')
+        return {"count": count, "max_model_len": limit, "tokens": tokens, "token_strs": strs}
+
+    async def detokenize(self, model: str, tokens: list[int], *, headers: dict[str, str] | None = None) -> str:
+        """vLLM's POST /detokenize: the text of `tokens`, special tokens included."""
+        answer = await self._request_json("POST", "/detokenize", {"model": model, "tokens": tokens}, root=True, headers=headers)
+        prompt = answer.get("prompt")
+        if not isinstance(prompt, str):
+            raise UpstreamProtocolError('/detokenize answered without a "prompt" string')
+        return prompt
+
+    async def metrics_text(self, *, headers: dict[str, str] | None = None) -> str:
+        """vLLM's Prometheus GET /metrics (at the server root), as text (parsed in metrics.py)."""
+        try:
+            response = await self._send(self._build("GET", server_root(self.base_url) + "/metrics", accept="text/plain", headers=headers))
+            try:
+                if not response.is_success:
+                    raise await self._status_error(response)
+                raw = await _read_body(response, limit=MAX_METRICS_BODY)
+            except httpx.HTTPError as error:
+                raise self._mapped(error, "request") from None
+            finally:
+                await response.aclose()
+            return raw.decode("utf-8", "replace")
+        except UpstreamError as error:
+            raise self._redacted(error)
 
     async def health(self) -> bool:
         """Whether vLLM's GET /health answers 200. Never raises."""
@@ -117,7 +175,7 @@ class UpstreamClient:
             return False
         return response.status_code == 200
 
-    async def stream_chat(self, body: dict) -> AsyncIterator[Event]:
+    async def stream_chat(self, body: dict, *, headers: dict[str, str] | None = None) -> AsyncIterator[Event]:
         """POST a streaming chat completion; yield its events (see chunks.py).
 
         Ends after StreamDone. Raises UpstreamProtocolError(truncated=True)
@@ -127,7 +185,7 @@ class UpstreamClient:
         if body.get("stream") is not True:
             raise ValueError('stream_chat() needs "stream": true in the body; use create_chat() otherwise')
         try:
-            request = self._build("POST", self.base_url + "/chat/completions", body, "text/event-stream")
+            request = self._build("POST", self.base_url + "/chat/completions", body, "text/event-stream", headers)
             response = await self._send(request)
             try:
                 await self._check_stream_response(response)
@@ -152,7 +210,7 @@ class UpstreamClient:
             finally:
                 await response.aclose()
         except UpstreamError as error:
-            raise error.redact(self._api_key)
+            raise self._redacted(error)
 
     # -- plumbing -------------------------------------------------------------
 
@@ -173,21 +231,42 @@ class UpstreamClient:
             self._loop = loop
         return self._http
 
-    def _build(self, method: str, url: str, body: dict | None = None, accept: str = "application/json"):
-        headers = {"Accept": accept}
+    def _build(self, method: str, url: str, body: dict | None = None, accept: str = "application/json",
+               headers: dict[str, str] | None = None):
+        # A request's own headers (a conversation's) under the endpoint's; never Authorization.
+        sent = {"Accept": accept, **merged(self._headers, check_headers((headers or {}).items()))}
         if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        return self._http_client().build_request(method, url, json=body, headers=headers)
+            sent["Authorization"] = f"Bearer {self._api_key}"
+        return self._http_client().build_request(method, url, json=body, headers=sent)
+
+    def _redacted(self, error: UpstreamError) -> UpstreamError:
+        for secret in self._secrets:
+            error.redact(secret)
+        return error
+
+    def _redact_bytes(self, raw: bytes) -> bytes:
+        for secret in self._secrets:
+            raw = redact_bytes(raw, secret)
+        return raw
+
+    def redact_text(self, text: str) -> str:
+        """`text` without the key or a secret header value, in any form (redact.py)."""
+        for secret in self._secrets:
+            text = redact(text, secret)
+        return text
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
         try:
             return await self._http_client().send(request, stream=True)
         except httpx.HTTPError as error:
-            raise self._mapped(error, "request").redact(self._api_key) from None
+            raise self._redacted(self._mapped(error, "request")) from None
 
-    async def _request_json(self, method: str, path: str, body: dict | None = None) -> dict:
+    async def _request_json(self, method: str, path: str, body: dict | None = None, *, root: bool = False,
+                            headers: dict[str, str] | None = None) -> dict:
+        """`path` under the base URL (…/v1), or under the server root for vLLM's own routes."""
+        url = (server_root(self.base_url) if root else self.base_url) + path
         try:
-            response = await self._send(self._build(method, self.base_url + path, body))
+            response = await self._send(self._build(method, url, body, headers=headers))
             try:
                 if not response.is_success:
                     raise await self._status_error(response)
@@ -199,7 +278,7 @@ class UpstreamClient:
             try:
                 answer = json.loads(raw, parse_constant=_not_json)
             except ValueError:
-                raise _unexpected(response, redact_bytes(raw[:MAX_ERROR_BODY], self._api_key), "JSON") from None
+                raise _unexpected(response, self._redact_bytes(raw[:MAX_ERROR_BODY]), "JSON") from None
             if not isinstance(answer, dict):
                 raise UpstreamProtocolError(f"expected a JSON object, got {type(answer).__name__}")
             error = error_from_object(answer, status=response.status_code)
@@ -207,7 +286,7 @@ class UpstreamClient:
                 raise error
             return answer
         except UpstreamError as error:
-            raise error.redact(self._api_key)
+            raise self._redacted(error)
 
     async def _check_stream_response(self, response: httpx.Response) -> None:
         """vLLM answers a failing stream request with a plain JSON error."""
@@ -215,7 +294,7 @@ class UpstreamClient:
             if not response.is_success:
                 raise await self._status_error(response)
             if "text/event-stream" not in response.headers.get("content-type", ""):
-                raw = redact_bytes(await _read_body(response), self._api_key)
+                raw = self._redact_bytes(await _read_body(response))
                 try:
                     answer = json.loads(raw)
                 except ValueError:
@@ -233,7 +312,7 @@ class UpstreamClient:
                 status=response.status_code,
             )
         # Redacted before it is parsed, cut or stripped of markup: no piece of the key survives.
-        raw = redact_bytes(await _read_body(response), self._api_key)
+        raw = self._redact_bytes(await _read_body(response))
         return parse_error_body(response.status_code, raw, response.headers.get("content-type"))
 
     def _mapped(self, error: httpx.HTTPError, phase: str) -> UpstreamError:
@@ -312,14 +391,18 @@ def get_client(
     ca_bundle: str | None = None,
     timeout: float = 120.0,
     connect_timeout: float = 10.0,
+    headers: dict[str, str] | None = None,
+    secret_headers: tuple[str, ...] = (),
 ) -> UpstreamClient:
     """The shared client for one endpoint configuration (one pool per config)."""
-    fingerprint = hmac.new(_KEY_SALT, api_key.encode(), hashlib.sha256).hexdigest() if api_key else None
+    secret_part = json.dumps([api_key, sorted((headers or {}).items()), sorted(secret_headers)]) if api_key or headers else ""
+    fingerprint = hmac.new(_KEY_SALT, secret_part.encode(), hashlib.sha256).hexdigest() if secret_part else None
     key = (normalize_base_url(base_url), fingerprint, bool(verify), ca_bundle or None, float(timeout), float(connect_timeout))
     client = _CLIENTS.pop(key, None)
     if client is None:
         client = UpstreamClient(
-            base_url, api_key, verify=verify, ca_bundle=ca_bundle, timeout=timeout, connect_timeout=connect_timeout
+            base_url, api_key, verify=verify, ca_bundle=ca_bundle, timeout=timeout, connect_timeout=connect_timeout,
+            headers=headers, secret_headers=secret_headers,
         )
         while len(_CLIENTS) >= MAX_CACHED_CLIENTS:  # e.g. keys rotated: drop the oldest
             _CLIENTS.pop(next(iter(_CLIENTS)))
