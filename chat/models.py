@@ -90,6 +90,12 @@ class Endpoint(models.Model):
     last_check_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_check_ok = models.BooleanField(null=True, editable=False)
     last_check_message = models.TextField(blank=True, editable=False)
+    # Issue 17: headers sent with every request to this endpoint: [{"name", "value", "secret"}], a
+    # secret's value Fernet-encrypted like an API key (chat.endpoint_headers reads and writes them).
+    custom_headers = models.JSONField(default=list, blank=True, editable=False)
+    # The last capability probe (chat.probe): {"cells": [...], "facts": {...}}, and when it ran.
+    probe_result = models.JSONField(null=True, blank=True, editable=False)
+    probed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -134,7 +140,9 @@ class Endpoint(models.Model):
         return [name for name, on in flags if on]
 
     def client(self):
-        """The pooled upstream client for this endpoint (the key is decrypted here, at the seam)."""
+        """The pooled upstream client for this endpoint (the key and secret header values are
+        decrypted here, at the seam)."""
+        from chat import endpoint_headers
         from chat.upstream.client import get_client
 
         return get_client(
@@ -143,6 +151,8 @@ class Endpoint(models.Model):
             verify=self.verify_tls,
             ca_bundle=self.ca_bundle or None,
             timeout=self.timeout,
+            headers=endpoint_headers.values(self),
+            secret_headers=endpoint_headers.secret_names(self),
         )
 
 
@@ -182,6 +192,7 @@ class Conversation(models.Model):
     tools = models.JSONField(default=list, blank=True, help_text="Tool definitions, sent as `tools`")
     canned_results = models.JSONField(default=dict, blank=True, help_text="Tool name -> a ready answer for its calls")
     response_format = models.JSONField(null=True, blank=True)
+    headers = models.JSONField(default=dict, blank=True, help_text="Request headers sent with every request (plain, not secret)")
     forked_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="forks")
     # The prompt version whose rendered messages were last sent here (chat.models_library).
     prompt_version = models.ForeignKey(
@@ -273,6 +284,8 @@ class Completion(models.Model):
     endpoint = models.ForeignKey(Endpoint, null=True, blank=True, on_delete=models.SET_NULL)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     request_body = models.JSONField()
+    # The conversation's own headers sent with it (plain); the endpoint's are added by its client.
+    request_headers = models.JSONField(default=dict, blank=True)
     response_body = models.JSONField(null=True, blank=True, help_text="The final response, or the accumulated stream")
     response_id = models.CharField(max_length=200, blank=True)
     response_model = models.CharField(max_length=300, blank=True)
@@ -293,6 +306,13 @@ class Completion(models.Model):
 
     def __str__(self) -> str:
         return f"Completion {self.public_id} ({self.status})"
+
+    def save(self, *args, **kwargs) -> None:
+        # Every completion carries its conversation's headers as they were when it was made
+        # (a send, a pane, a batch row alike); the run sends them (chat.runs).
+        if self._state.adding and not self.request_headers and self.conversation_id:
+            self.request_headers = dict(self.conversation.headers or {})
+        super().save(*args, **kwargs)
 
 
 class Message(models.Model):
