@@ -53,7 +53,10 @@ class SSEDecoder:
             text = text[1:]
         self._after_cr = text.endswith("\r")
         events: list[str | _Done] = []
-        lines = (self._line + text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        text = self._line + text
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        lines = text.split("\n")
         self._line = lines.pop()  # the last element has no line ending yet
         for line in lines:
             self._take_line(line, events)
@@ -78,7 +81,7 @@ class SSEDecoder:
             if self._data:
                 data = "\n".join(self._data)
                 self._data = []
-                if data.strip() == "[DONE]":
+                if len(data) < 32 and data.strip() == "[DONE]":  # (no copy of every chunk's data)
                     self.done = True
                     events.append(DONE)
                 else:
