@@ -13,8 +13,10 @@ import json
 
 from django import forms
 
+from chat import probe as endpoint_probe
 from chat.forms import EndpointChoiceField
 from chat.models import Conversation, Endpoint
+from chat.upstream.headers import HeaderError, parse_lines, to_lines
 from chat.upstream.families import FAMILIES
 from chat.upstream.options import GROUPS, OPTIONS, OPTIONS_BY_NAME, OptionError, validate_value
 from chat.upstream.payload import PayloadError, build_payload
@@ -125,6 +127,12 @@ class PanelForm(forms.Form):
     response_format__structural_tag = JSONField(label="structural_tag", rows=4)
     structured_outputs__kind = forms.ChoiceField(choices=STRUCTURED_KINDS, required=False, label="kind")
     structured_outputs__value = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}), label="value")
+    headers = forms.CharField(
+        required=False, label="Request headers", max_length=20_000,
+        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false", "placeholder": "X-Trace-Id: abc123"}),
+        help_text="Sent with every request of this conversation, one 'Name: value' per line (not for secrets: "
+                  "they are stored and shown as typed). Authorization and hop-by-hop headers are refused.",
+    )
 
     STREAM_OPTIONS_CLEARED = "stream_options cleared: they only apply to streamed requests"
 
@@ -156,8 +164,13 @@ class PanelForm(forms.Form):
                 field.label = option.name
             if field.help_text:  # (ids as Django's default auto_id gives them; the panel-field partial)
                 field.widget.attrs["aria-describedby"] = f"id_{name}-help"
+        self.fields["headers"].group = "advanced"
         tools = self.data.get("tools") if self.is_bound else None
         self.fields["tool_choice"].widget.choices = self.tool_choices(tools)
+        # Options the endpoint's capability probe failed: said beside them; still sendable.
+        for name, note in endpoint_probe.panel_notes(conversation.endpoint).items():
+            if name in self.fields:
+                self.fields[name].probe_note = note
 
     def _clear_stream_options_unless_streaming(self) -> None:
         """vLLM refuses stream_options unless stream is true: turning stream off (or unset) drops
@@ -191,7 +204,8 @@ class PanelForm(forms.Form):
         `stored_problem()` says what was wrong, and the next save stores what the panel shows."""
         o = conversation.options if isinstance(conversation.options, dict) else {}
         initial = {"endpoint": conversation.endpoint_id, "system_prompt": conversation.system_prompt,
-                   "tools": conversation.tools or None, "canned_results": conversation.canned_results or None}
+                   "tools": conversation.tools or None, "canned_results": conversation.canned_results or None,
+                   "headers": to_lines(_shaped(conversation.headers, dict))}
         for option in OPTIONS:
             if option.name in COMPOSITE:
                 continue
@@ -285,6 +299,21 @@ class PanelForm(forms.Form):
                 raise forms.ValidationError(f"Line {number}: write 'key=value'.")
             data[key.strip()] = value.strip()
         return data or None
+
+    def clean_headers(self):
+        try:
+            headers = parse_lines(self.cleaned_data["headers"])
+        except HeaderError as e:
+            raise forms.ValidationError(str(e)) from None
+        endpoint = self.cleaned_data.get("endpoint") or self.conversation.endpoint
+        if endpoint is not None:
+            from chat import endpoint_headers
+
+            taken = {name.lower(): name for name in endpoint_headers.shown(endpoint)}
+            clash = [name for name in headers if name.lower() in taken]
+            if clash:
+                raise forms.ValidationError(f"{clash[0]} is set by the endpoint (an admin's header); it cannot be changed here.")
+        return headers
 
     def clean_canned_results(self):
         value = self.cleaned_data["canned_results"]
@@ -397,6 +426,7 @@ class PanelForm(forms.Form):
             "endpoint": data["endpoint"], "system_prompt": data["system_prompt"],
             "tools": values.pop("tools") or [], "response_format": values.pop("response_format"),
             "canned_results": data.get("canned_results") or {},
+            "headers": data.get("headers") or {},
             "options": {k: v for k, v in values.items() if v is not None},
         }
 

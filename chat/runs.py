@@ -145,13 +145,13 @@ class CompletionRun:
             if body.get("stream"):
                 # aclosing: a cancel that lands in _handle (not in the generator) still closes the
                 # upstream request at once, instead of whenever the suspended generator is collected.
-                async with contextlib.aclosing(client.stream_chat(body)) as events:
+                async with contextlib.aclosing(client.stream_chat(body, headers=self.completion.request_headers)) as events:
                     async for event in events:
                         await self._handle(event)
                         if self.stop_requested:  # stop() was called but a library swallowed the cancel
                             raise asyncio.CancelledError
             else:
-                self._take_response(await client.create_chat(body))
+                self._take_response(await client.create_chat(body, headers=self.completion.request_headers))
         except asyncio.CancelledError:
             outcome, cancelled = {"status": Message.Status.CANCELLED}, True
         except UpstreamError as error:

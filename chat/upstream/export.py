@@ -24,23 +24,33 @@ def to_json(body: dict) -> str:
     return json.dumps(body, indent=2, ensure_ascii=False)
 
 
-def to_curl(base_url: str, body: dict, *, key_env: str | None = KEY_ENV) -> str:
+def header_env(name: str) -> str:
+    """The environment variable an export reads a secret header's value from."""
+    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+def to_curl(base_url: str, body: dict, *, key_env: str | None = KEY_ENV,
+            headers: list[tuple[str, str, bool]] = ()) -> str:
     """The request as the pages write it: `curl -X POST "$URL/chat/completions" \\ ...`.
 
     `base_url` may be a shell variable ("$QWEN_BASE_URL") to keep it out of
-    the export. `key_env=None` leaves out the Authorization header.
+    the export. `key_env=None` leaves out the Authorization header. `headers` are
+    (name, value, secret): a secret's value is read from an environment variable.
     """
     url = _url_for_export(base_url) + "/chat/completions"
     lines = [f"curl {'-N ' if body.get('stream') else ''}-X POST {_quote_url(url)}"]
     if key_env:
         lines.append(f'-H "Authorization: Bearer ${key_env}"')
+    for name, value, secret in headers:
+        lines.append(f'-H "{name}: ${header_env(name)}"' if secret else f"-H {shlex.quote(f'{name}: {value}')}")
     lines.append('-H "Content-Type: application/json"')
     data = to_json(body).replace("'", "'\\''").replace("\n", "\n  ")
     lines.append(f"-d '{data}'")
     return " \\\n  ".join(lines)
 
 
-def to_python(base_url: str, body: dict, *, key_env: str = KEY_ENV) -> str:
+def to_python(base_url: str, body: dict, *, key_env: str = KEY_ENV,
+              headers: list[tuple[str, str, bool]] = ()) -> str:
     """The request with the openai SDK; vLLM extensions go in `extra_body`
     because the SDK only accepts OpenAI's own parameters as arguments."""
     arguments = {}
@@ -71,9 +81,22 @@ def to_python(base_url: str, body: dict, *, key_env: str = KEY_ENV) -> str:
         "client = OpenAI(\n"
         f"    base_url={_py_literal(_url_for_export(base_url), 1)},\n"
         f"    api_key=os.environ[{_py_literal(key_env, 1)}],\n"
-        ")\n\n"
+        + _py_headers(headers)
+        + ")\n\n"
         f"{target} = client.chat.completions.create(\n{call})\n{use}"
     )
+
+
+def _py_headers(headers) -> str:
+    if not headers:
+        return ""
+    items = "".join(
+        f"        {_py_literal(name, 2)}: "
+        + (f"os.environ[{_py_literal(header_env(name), 2)}]" if secret else _py_literal(value, 2))
+        + ",\n"
+        for name, value, secret in headers
+    )
+    return f"    default_headers={{\n{items}    }},\n"
 
 
 def _url_for_export(base_url: str) -> str:
