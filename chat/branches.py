@@ -84,7 +84,10 @@ class Tree:
 
 
 def load(conversation, *, related=("completion",)) -> Tree:
-    return Tree(conversation.messages.filter(removed=False).select_related(*related))
+    """`related`: the foreign keys to read with the messages; none when empty (a bare
+    select_related() would follow every non-null one; `message.conversation` is the given one anyway)."""
+    messages = conversation.messages.filter(removed=False)
+    return Tree(messages.select_related(*related) if related else messages)
 
 
 def tail(shown: list):

@@ -8,7 +8,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from chat import branches
 from chat.consumers import ConversationConsumer
+from chat.models import Message
 from tests.chat.test_branches import panel_data
 from tests.chat.test_consumer import conversation, endpoint, sim  # noqa: F401
 
@@ -32,3 +34,12 @@ def test_a_send_with_the_panels_values_adds_only_their_validation(owner, convers
     settings = urlencode(panel_data(conversation, owner))
     queries = start(owner, conversation, settings=settings)
     assert len(queries) <= 10, "\n".join(queries)  # + the endpoint field's lookup; nothing stored (unchanged)
+
+
+def test_a_send_after_earlier_turns_takes_no_query_per_message(owner, conversation):
+    for turn in range(3):  # three earlier exchanges, each answered
+        user = branches.add_child(conversation, conversation.thread()[-1] if turn else None, role="user", content=f"q{turn}")
+        branches.add_child(conversation, user, role="assistant", content=f"a{turn}", status=Message.Status.COMPLETE)
+    queries = start(owner, conversation)
+    assert len(queries) <= 10, "\n".join(queries)  # + the update that steps the earlier answer's siblings aside
+    assert not any("JOIN" in q for q in queries if "chat_message" in q.split("FROM")[-1][:40]), "\n".join(queries)
