@@ -17,14 +17,18 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.template.loader import render_to_string
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.views.decorators.debug import sensitive_post_parameters
 
+from chat import endpoint_headers, insight, probe
 from chat.crypto import DecryptionError
 from chat.models import ApiKey, Completion, Conversation, Endpoint, Message
 from chat.upstream.client import UpstreamClient
 from chat.upstream.urls import normalize_base_url
 from chat.upstream.errors import UpstreamError
+from chat.upstream.headers import HeaderError, parse_lines, to_lines
 
 # --- API keys -----------------------------------------------------------------
 
@@ -160,16 +164,70 @@ class DiscoverForm(forms.Form):
             raise ValidationError(str(e)) from None
 
 
+class WriteOnlyTextarea(forms.Textarea):
+    """Never renders a value back (a form shown again after an error too): secrets are write-only."""
+
+    def format_value(self, value):
+        return None
+
+
 class EndpointForm(forms.ModelForm):
+    # Custom headers (issue 17): plain ones shown and edited as text; secret ones write-only.
+    plain_headers = forms.CharField(
+        label="Headers", required=False, strip=False,
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "placeholder": "X-Route: pool-a"}),
+        help_text="Sent with every request to this endpoint (chat, probe, /tokenize, /metrics): one 'Name: value' per line. "
+                  "Authorization (the API key's) and hop-by-hop headers are refused.",
+    )
+    secret_headers = forms.CharField(
+        label="Secret headers", required=False, strip=False,
+        widget=WriteOnlyTextarea(attrs={"rows": 2, "spellcheck": "false", "autocomplete": "off", "placeholder": "X-Gateway-Token: …"}),
+        help_text="Write-only, like an API key: stored encrypted, never shown again, masked in View code and the Inspector. "
+                  "One 'Name: value' per line; a name already stored is replaced.",
+    )
+    keep_secret_headers = forms.MultipleChoiceField(
+        label="Stored secret headers", required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="Untick one to remove it.",
+    )
+
     class Meta:
         model = Endpoint
         fields = "__all__"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        rows = endpoint_headers.stored_rows(self.instance) if self.instance.pk else []
+        self.fields["plain_headers"].initial = to_lines({r.name: r.value for r in rows if not r.secret})
+        secrets = [r.name for r in rows if r.secret]
+        self.fields["keep_secret_headers"].choices = [(n, f"{n}: {endpoint_headers.MASK}") for n in secrets]
+        self.fields["keep_secret_headers"].initial = secrets
 
     def clean_base_url(self) -> str:
         try:
             return normalize_base_url(self.cleaned_data["base_url"])
         except ValueError as e:
             raise ValidationError(str(e)) from None
+
+    def clean(self):
+        data = super().clean()
+        parsed = {}
+        for name in ("plain_headers", "secret_headers"):
+            try:
+                parsed[name] = parse_lines(data.get(name) or "")
+            except HeaderError as e:
+                self.add_error(name, str(e))
+        if self.errors:
+            return data
+        plain, new_secrets = parsed["plain_headers"], parsed["secret_headers"]
+        replaced = {n.lower() for n in new_secrets}
+        rows = [endpoint_headers.Row(n, v, False) for n, v in plain.items()]
+        rows += [endpoint_headers.Row(n, "", True) for n in data.get("keep_secret_headers") or [] if n.lower() not in replaced]
+        rows += [endpoint_headers.Row(n, v, True) for n, v in new_secrets.items()]
+        try:
+            endpoint_headers.set_rows(self.instance, rows)
+        except HeaderError as e:
+            raise ValidationError(str(e)) from None
+        return data
 
 
 @admin.register(Endpoint)
@@ -179,20 +237,41 @@ class EndpointAdmin(admin.ModelAdmin):
     list_filter = ["family", "is_active", "is_simulator"]
     search_fields = ["name", "model_id", "base_url"]
     filter_horizontal = ["teams"]
-    readonly_fields = ["is_simulator", "last_check_at", "last_check_ok", "last_check_message"]
-    actions = ["test_connection", "discover_from_selected"]
+    readonly_fields = ["is_simulator", "last_check_at", "last_check_ok", "last_check_message", "probe_grid", "server_load"]
+    actions = ["test_connection", "probe_capabilities", "discover_from_selected"]
     change_list_template = "admin/chat/endpoint/change_list.html"
+    change_form_template = "admin/chat/endpoint/change_form.html"
     fieldsets = [
         (None, {"fields": ["name", "base_url", "model_id", "family", "api_key", "is_active", "is_simulator"]}),
         ("TLS and timeouts", {"fields": ["verify_tls", "ca_bundle", "timeout"]}),
-        ("Server capabilities", {"fields": ["reasoning_parser", "auto_tool_choice", "image_input"]}),
+        ("Request headers", {"fields": ["plain_headers", "secret_headers", "keep_secret_headers"]}),
+        ("Server capabilities", {
+            "fields": ["reasoning_parser", "auto_tool_choice", "image_input", "probe_grid"],
+            "description": "Set by the capability probe from what the server did; you can still change them "
+                          "(your values stand until the next probe).",
+        }),
+        ("Server load", {"fields": ["server_load"]}),
         ("Defaults and access", {"fields": ["default_options", "teams"]}),
         ("Last connection test", {"fields": ["last_check_at", "last_check_ok", "last_check_message"]}),
     ]
 
     @admin.display(description="Capabilities")
     def capability_list(self, obj: Endpoint) -> str:
-        return ", ".join(obj.capabilities) or "—"
+        flags = ", ".join(obj.capabilities) or "—"
+        summary = probe.summary(obj)
+        return format_html("{}<br><small>{}</small>", flags, summary) if summary else flags
+
+    @admin.display(description="Capability probe")
+    def probe_grid(self, obj: Endpoint) -> str:
+        when = timezone.localtime(obj.probed_at).strftime("%Y-%m-%d %H:%M:%S") if obj.probed_at else ""
+        grid = render_to_string("chat/insight.html#probe-grid", {"cells": probe.cells(obj)})
+        return format_html("<p>{}</p>{}", f"Probed {when}" if when else "", mark_safe(grid))  # noqa: S308 (escaped by the template)
+
+    @admin.display(description="From /metrics")
+    def server_load(self, obj: Endpoint) -> str:
+        if not obj.pk:
+            return "—"
+        return mark_safe(render_to_string("chat/insight.html#load-figures", {"load": insight.load(obj)}))  # noqa: S308
 
     @admin.display(description="Last check")
     def last_check(self, obj: Endpoint) -> str:
@@ -203,8 +282,54 @@ class EndpointAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         urls = super().get_urls()
-        extra = [path("discover/", self.admin_site.admin_view(self.discover_view), name="chat_endpoint_discover")]
+        extra = [
+            path("discover/", self.admin_site.admin_view(self.discover_view), name="chat_endpoint_discover"),
+            path("probe/", self.admin_site.admin_view(self.probe_view), name="chat_endpoint_probe"),
+            path("<int:pk>/probe/", self.admin_site.admin_view(self.probe_one_view), name="chat_endpoint_probe_one"),
+        ]
         return extra + urls
+
+    def save_model(self, request, obj: Endpoint, form, change) -> None:
+        # EndpointForm.clean stored the headers on the instance (secrets encrypted).
+        super().save_model(request, obj, form, change)
+
+    @method_decorator(sensitive_post_parameters("secret_headers"))
+    def changeform_view(self, request, *args, **kwargs):
+        return super().changeform_view(request, *args, **kwargs)
+
+    @admin.action(description="Probe capabilities (a matrix of small real requests)")
+    def probe_capabilities(self, request, queryset) -> None:
+        for endpoint in queryset:
+            self._probe(request, endpoint)
+
+    def _probe(self, request, endpoint: Endpoint) -> None:
+        result = probe.run(endpoint)
+        failed = [c["label"] for c in result["cells"] if c["status"] == "fail"]
+        level = messages.WARNING if failed else messages.SUCCESS
+        self.message_user(request, f"{endpoint.name}: {probe.summary(endpoint)}" + (f" (failed: {', '.join(failed)})" if failed else ""), level)
+
+    def probe_one_view(self, request, pk: int):
+        """The endpoint page's Probe button (POST); back to the page, which shows the grid."""
+        endpoint = Endpoint.objects.filter(pk=pk).first()
+        if endpoint is None or not self.has_change_permission(request, endpoint):
+            return redirect("admin:chat_endpoint_changelist")
+        if request.method == "POST":
+            self._probe(request, endpoint)
+        return redirect("admin:chat_endpoint_change", endpoint.pk)
+
+    def probe_view(self, request):
+        """Offered after Discover models: confirm, then probe the endpoints it created."""
+        if not self.has_change_permission(request):
+            return redirect("admin:chat_endpoint_changelist")
+        ids = [int(i) for i in (request.POST.get("ids") or request.GET.get("ids") or "").split(",") if i.strip().isdigit()]
+        endpoints = list(Endpoint.objects.filter(pk__in=ids))
+        if request.method == "POST" and endpoints:
+            for endpoint in endpoints:
+                self._probe(request, endpoint)
+            return redirect("admin:chat_endpoint_changelist")
+        context = {**self.admin_site.each_context(request), "endpoints": endpoints, "ids": ",".join(str(e.pk) for e in endpoints),
+                   "title": "Probe capabilities", "opts": self.model._meta}
+        return render(request, "admin/chat/endpoint/probe.html", context)
 
     @admin.action(description="Test connection (list models, then a 1-token completion)")
     def test_connection(self, request, queryset) -> None:
@@ -248,6 +373,12 @@ class EndpointAdmin(admin.ModelAdmin):
             + (f"; already present: {', '.join(existing)}" if existing else ""),
             messages.SUCCESS,
         )
+        # Offer the capability probe of what was found (issue 17).
+        found = Endpoint.objects.filter(base_url=base_url, model_id__in=created + existing).values_list("pk", flat=True)
+        if found:
+            url = reverse("admin:chat_endpoint_probe") + "?ids=" + ",".join(str(pk) for pk in found)
+            self.message_user(request, format_html('Next: <a href="{}">probe their capabilities</a> (what the server really supports).', url),
+                              messages.INFO)
         return True
 
     def changelist_view(self, request, extra_context=None):

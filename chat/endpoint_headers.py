@@ -79,4 +79,14 @@ def rotate(endpoint) -> bool:
     return changed
 
 
-__all__ = ["MASK", "Row", "rotate", "secret_names", "set_rows", "shown", "stored_rows", "values"]
+
+
+def for_display(endpoint, conversation_headers: dict | None) -> list[tuple[str, str, bool]]:
+    """Every header a request to `endpoint` carries, as (name, value, secret), the endpoint's
+    winning a clash as when sent; a secret's value is the mask (exports read it from the environment)."""
+    from chat.upstream.headers import merged
+
+    own = shown(endpoint) if endpoint is not None else {}
+    secret = {name.lower() for name in secret_names(endpoint)} if endpoint is not None else set()
+    extra = conversation_headers if isinstance(conversation_headers, dict) else {}
+    return [(name, value, name.lower() in secret) for name, value in merged(own, extra).items()]

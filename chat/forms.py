@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.db.models import Case, F, OuterRef, Subquery, When
 
+from chat import probe
 from chat.models import Conversation, Endpoint
 from chat.upstream.export import parse_curl
 from chat.upstream.families import FAMILIES
@@ -24,6 +25,9 @@ class EndpointChoiceField(forms.ModelChoiceField):
         label = endpoint.name_and_model
         if endpoint.last_check_ok is False:
             label += " (last check failed)"
+        summary = probe.summary(endpoint)  # issue 17: what the capability probe found
+        if summary:
+            label += f" · {summary}"
         return label
 
 

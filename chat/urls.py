@@ -1,6 +1,7 @@
 from django.urls import path
 
 from chat import views, views_history
+from chat import views_endpoint  # noqa: E402 (issue 17)
 
 app_name = "chat"
 
@@ -26,5 +27,9 @@ urlpatterns = [
     path("c/<uuid:public_id>/fork", views_history.conversation_fork, name="conversation_fork"),
     path("c/<uuid:public_id>/export.json", views_history.conversation_export_json, name="conversation_export_json"),
     path("c/<uuid:public_id>/export.md", views_history.conversation_export_markdown, name="conversation_export_markdown"),
+    path("c/<uuid:public_id>/tokens", views_endpoint.token_meter, name="token_meter"),
+    path("c/<uuid:public_id>/templated", views_endpoint.next_prompt, name="next_prompt"),
+    path("completions/<uuid:public_id>/templated", views_endpoint.completion_prompt, name="completion_prompt"),
+    path("endpoints/<int:pk>/load", views_endpoint.endpoint_load, name="endpoint_load"),
     path("healthz", views.healthz, name="healthz"),
 ]

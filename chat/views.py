@@ -19,12 +19,13 @@ from django.views.decorators.http import require_GET, require_POST
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from chat import branches, fragments, liveness, nextrequest
+from chat import branches, endpoint_headers, fragments, liveness, nextrequest
 from chat.forms import ImportCurlForm, family_defaults
 from chat.models import Completion, Conversation, Message, message_rows
 from chat.panel import PanelForm
 from chat.presets import SCHEMA_EXAMPLES, TOOL_TEMPLATES
 from chat.upstream.export import to_curl, to_json, to_python
+from chat.upstream.headers import HeaderError, parse_lines
 from chat.upstream.families import FAMILIES, is_reasoning_model
 from chat.upstream.payload import PayloadError, check_image_url, validate_messages
 
@@ -300,7 +301,10 @@ def completion_code(request: HttpRequest, public_id) -> HttpResponse:
     completion = visible_completion(request, public_id)
     base_url = completion.endpoint.base_url if completion.endpoint else "$BASE_URL/v1"
     body = completion.request_body
-    context = {"completion": completion, "curl": to_curl(base_url, body), "python": to_python(base_url, body), "json": to_json(body)}
+    # The endpoint's headers (secret ones read from the environment) and the conversation's as sent.
+    headers = endpoint_headers.for_display(completion.endpoint, completion.request_headers)
+    context = {"completion": completion, "curl": to_curl(base_url, body, headers=headers),
+               "python": to_python(base_url, body, headers=headers), "json": to_json(body), "headers": headers}
     template = "chat/code.html#code" if request.htmx else "chat/code.html"
     return render(request, template, context)
 
@@ -318,7 +322,14 @@ def conversation_next_request(request: HttpRequest, public_id) -> HttpResponse:
     else:
         endpoint = conversation.endpoint
         base_url = endpoint.base_url if endpoint else "$BASE_URL/v1"
-        context.update(body=body, curl=to_curl(base_url, body), python=to_python(base_url, body), json=to_json(body))
+        shown = request.POST.get("headers")
+        try:  # the panel's headers as shown (an invalid value blocked preview() already)
+            own = parse_lines(shown) if shown is not None else conversation.headers
+        except HeaderError:
+            own = {}
+        headers = endpoint_headers.for_display(endpoint, own)
+        context.update(body=body, curl=to_curl(base_url, body, headers=headers), python=to_python(base_url, body, headers=headers),
+                       json=to_json(body), headers=headers)
     return render(request, "chat/code.html#next-request", context)
 
 
@@ -330,6 +341,7 @@ def completion_inspect(request: HttpRequest, public_id) -> HttpResponse:
         "completion": completion,
         "request_json": json.dumps(completion.request_body, indent=2, ensure_ascii=False),
         "response_json": json.dumps(completion.response_body, indent=2, ensure_ascii=False) if completion.response_body else "",
+        "headers": endpoint_headers.for_display(completion.endpoint, completion.request_headers),
     }
     template = "chat/code.html#inspect" if request.htmx else "chat/code.html"
     return render(request, template, {**context, "inspect": True})
