@@ -18,7 +18,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import transaction
 
-from chat import branches, fragments, live, liveness, nextrequest
+from chat import branches, compare, compare_runs, fragments, live, liveness, nextrequest
 from chat.forms import FrameForm
 from chat.models import Completion, Conversation, Endpoint, Message
 from chat.runs import CompletionRun
@@ -53,7 +53,10 @@ READ_ONLY = "This conversation is read-only for you: only its owner can run or s
 class ConversationConsumer(AsyncWebsocketConsumer):
     """Everyone allowed to see a conversation joins its group; its owner may also run completions."""
 
-    run: CompletionRun | None = None
+    # The runs this socket started, by pane public id ("" for a conversation's answer): a comparison
+    # streams one per pane; Stop with a pane stops one, Stop without one stops them all.
+    runs: dict[str, CompletionRun]
+    kind = Conversation.Kind.CHAT
     is_owner = False
     error_shown = False  # this page's error line (#frame-error) shows a refusal, cleared by the next accepted send
     # Callable: this socket, and the group for every other viewer. The run emits through it too, and
@@ -71,6 +74,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.is_owner = conversation.can_edit(user)
+        self.kind, self.runs = conversation.kind, {}
         self.group = group_name(self.public_id)
         self.user_group = user_group_name(user.pk)
         self.broadcast = live.RunSink(self)
@@ -88,10 +92,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         )
 
     async def disconnect(self, code: int) -> None:
-        if self.run is not None:
+        for run in getattr(self, "runs", {}).values():
             # Mid-stream, the run goes on for RUN_GRACE_SECONDS (a reload reattaches to it), or stops
             # now (0): the upstream request is closed and the partial answer saved.
-            await self.broadcast.release(self.run, settings.RUN_GRACE_SECONDS)
+            await self.broadcast.release(run, settings.RUN_GRACE_SECONDS)
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
             await self.channel_layer.group_discard(self.user_group, self.channel_name)
@@ -124,9 +128,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return
         try:
             await self._dispatch(form.cleaned_data)
-        except Forbidden:  # access was withdrawn since connecting
+        except (Forbidden, compare.Forbidden):  # access was withdrawn since connecting
             await self.close(code=CLOSE_FORBIDDEN)
-        except Refused as refusal:
+        except (Refused, compare.CompareError) as refusal:
             await self._refuse(str(refusal))
 
     async def _dispatch(self, data: dict) -> None:
@@ -139,10 +143,13 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 await self.send(text_data=await self._snapshot())
             elif not conversation.can_edit(self.scope["user"]):
                 raise Refused(READ_ONLY)
-            elif self._running():
-                self.run.stop()
-            else:  # started from another tab or process: its consumer stops it
-                await self.channel_layer.group_send(self.group, {"type": "conversation.stop"})
+            else:
+                pane = str(data["pane"]) if data.get("pane") else ""
+                if not self._stop(pane):  # started from another tab or process: its consumer stops it
+                    await self.channel_layer.group_send(self.group, {"type": "conversation.stop", "pane": pane})
+            return
+        if self.kind == Conversation.Kind.COMPARE:  # one message to every pane (chat.compare_runs)
+            await compare_runs.send(self, data)
             return
         if self._running():
             raise Refused("A completion is already running; stop it first.")
@@ -154,8 +161,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         # The upstream request goes out first, and the opening fragments render while it waits for
         # its first token; the run's own fragments target the placeholder, so they wait for it.
         opened = asyncio.Event()
-        self.run = CompletionRun(completion, reply, self.broadcast, opened=opened)
-        self.run.start()
+        run = self.runs[""] = CompletionRun(completion, reply, self.broadcast, opened=opened)
+        run.start()
         try:
             # The opening renders what _start returned, without a query: in a worker thread, not
             # behind other sends' work in the database thread (100 sends at once would each wait
@@ -164,7 +171,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 asyncio.to_thread(fragments.opening, user_message, reply)
             # While it renders, the sink reads who else is in the group (after the save: a page that
             # joins later reads the new messages from the database).
-            html, _ = await asyncio.gather(opening, self.broadcast.follow(self.run))
+            html, _ = await asyncio.gather(opening, self.broadcast.follow(run))
             await self.broadcast(html)
         finally:
             opened.set()
@@ -176,7 +183,14 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     def _running(self) -> bool:
         """A run is streaming (once saved, it is only sending its last fragments)."""
-        return self.run is not None and not self.run.task.done() and not self.run.saved
+        return any(not run.task.done() and not run.saved for run in self.runs.values())
+
+    def _stop(self, pane: str = "") -> bool:
+        """Stop this socket's streaming run of `pane`, or all of them ("" ); whether any was."""
+        streaming = [run for key, run in self.runs.items() if (not pane or key == pane) and not run.task.done() and not run.saved]
+        for run in streaming:
+            run.stop()
+        return bool(streaming)
 
     # --- group events ------------------------------------------------------------
 
@@ -185,13 +199,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=event["html"])
 
     async def conversation_stop(self, event: dict) -> None:
-        if self._running():
-            self.run.stop()
+        self._stop(event.get("pane") or "")
 
     async def conversation_resync(self, event: dict) -> None:
         self.broadcast.viewer_joined(event.get("channel"))
-        if self._running():  # once saved, the final fragment is on its way to everyone
-            await self.broadcast.snapshot(self.run)
+        for run in list(self.runs.values()):  # once saved, the final fragment is on its way to everyone
+            await self.broadcast.snapshot(run)
 
     async def conversation_roll_call(self, event: dict) -> None:
         """A run whose owner's socket closed mid-stream asks whether the owner still has one open."""
@@ -231,6 +244,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     @database_sync_to_async
     def _snapshot(self, known: str = "") -> str:
         conversation = Conversation.objects.get(public_id=self.public_id)
+        if conversation.kind == Conversation.Kind.COMPARE:
+            return compare_runs.snapshot(conversation, self.scope["user"], known)
         messages = conversation.thread(annotate=True)
         if known and known == fragments.list_version(messages):
             return fragments.synced()

@@ -62,11 +62,12 @@ class NewConversationForm(forms.Form):
 class FrameForm(forms.Form):
     """One websocket frame from the composer or a message's buttons."""
 
-    ACTIONS = ["send", "stop", "regenerate", "edit", "run", "resync"]
+    ACTIONS = ["send", "stop", "regenerate", "edit", "run", "resync", "replay"]  # replay: a comparison's (chat.compare)
 
     action = forms.ChoiceField(choices=[(a, a) for a in ACTIONS])
     content = forms.CharField(required=False, max_length=MAX_MESSAGE_CHARS, strip=False)
     message = forms.UUIDField(required=False)
+    pane = forms.UUIDField(required=False)  # a comparison's pane: Stop stops that one only
     # The settings panel's form data as shown (URL-encoded): the request is built from it.
     settings = forms.CharField(required=False, max_length=2_000_000, strip=False)
     # A continuation after tool results: "" lets a forcing tool_choice fall back to auto.

@@ -242,7 +242,7 @@ class Detached:
     async def _on(self, event: dict) -> None:
         kind = event.get("type")
         if kind == "conversation.stop":
-            if not self.run.saved:
+            if not self.run.saved and event.get("pane", "") in ("", getattr(self.run, "key", "")):
                 self.run.stop()
         elif kind == "conversation.resync":
             if event.get("owner"):

@@ -291,11 +291,15 @@ class CompletionRun:
         self.saved = True  # from here on only fragments go out: a new run may start
         await self.flush()  # the last batch: the live view is whole before the final render replaces it
         # Markdown + Pygments can take tens of ms on a long answer: keep it off the event loop.
-        final = await asyncio.to_thread(fragments.final, self.message, self.completion, self.choices)
+        final = await asyncio.to_thread(self.final_fragment)
         refresh = getattr(self._send, "refresh", None)  # who else watches, read after the save (chat.live)
         if refresh is not None:
             await refresh()
         await self.emit(final)
+
+    def final_fragment(self) -> str:
+        """The finished answer for every viewer (a comparison's pane renders its own: chat.compare_runs)."""
+        return fragments.final(self.message, self.completion, self.choices)
 
     def _save_failure(self, error: str) -> None:
         """The final state when the full save failed: the streamed text as plain strings, an error."""

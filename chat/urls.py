@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import views, views_history
+from chat import views, views_compare, views_history
 from chat import views_endpoint  # noqa: E402 (issue 17)
 
 app_name = "chat"
@@ -31,5 +31,13 @@ urlpatterns = [
     path("c/<uuid:public_id>/templated", views_endpoint.next_prompt, name="next_prompt"),
     path("completions/<uuid:public_id>/templated", views_endpoint.completion_prompt, name="completion_prompt"),
     path("endpoints/<int:pk>/load", views_endpoint.endpoint_load, name="endpoint_load"),
+    path("compare/new", views_compare.comparison_new, name="compare_new"),
+    path("c/<uuid:public_id>/compare/panes/add", views_compare.pane_add, name="compare_pane_add"),
+    path("c/<uuid:public_id>/compare/panes/sweep", views_compare.pane_sweep, name="compare_sweep"),
+    path("c/<uuid:public_id>/compare/panes/<uuid:pane_id>/remove", views_compare.pane_remove, name="compare_pane_remove"),
+    path("c/<uuid:public_id>/compare/settings", views_compare.shared_settings, name="compare_settings"),
+    path("c/<uuid:public_id>/compare/diff", views_compare.diff, name="compare_diff"),
+    path("c/<uuid:public_id>/compare/messages/<uuid:message_id>/continue", views_compare.continue_answer, name="compare_continue"),
+    path("completions/<uuid:public_id>/replay", views_compare.replay, name="completion_replay"),
     path("healthz", views.healthz, name="healthz"),
 ]

@@ -69,6 +69,10 @@ def _page_context(request: HttpRequest, conversation: Conversation, form: PanelF
 @require_GET
 def conversation(request: HttpRequest, public_id) -> HttpResponse:
     conversation = visible_conversation(request, public_id)
+    if conversation.kind == Conversation.Kind.COMPARE:  # the same address, history and access rules
+        from chat import views_compare
+
+        return views_compare.page(request, conversation)
     # An answer left "streaming" by a server that stopped is finalized before it is shown.
     liveness.finalize_orphans(conversation.messages.all())
     return render(request, "chat/conversation.html", _page_context(request, conversation))

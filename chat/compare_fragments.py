@@ -1,0 +1,95 @@
+"""HTML for a comparison: the board (pane heads, then each turn's shared messages above one cell
+per pane), and the socket's fragments. Answers render with the conversation's own message-row
+partial, so a pane's run targets the same DOM ids as a conversation's (chat.fragments)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from django.template.loader import render_to_string
+
+from chat import compare, fragments
+from chat.models import Message
+
+PAGE = "chat/compare.html"
+
+
+class Board:
+    """What a comparison shows: its panes (with their chips) and its turns."""
+
+    def __init__(self, conversation, user, messages=None) -> None:
+        self.conversation = conversation
+        self.can_edit = conversation.can_edit(user)
+        self.panes = list(conversation.panes.select_related("endpoint"))
+        for i, pane in enumerate(self.panes):
+            pane.number = i + 1
+            pane.chips = compare.chips(pane.overrides)
+        self.messages = compare.messages_of(conversation) if messages is None else messages
+        self.streaming_panes = {m.pane_id for m in self.messages if m.status == Message.Status.STREAMING}
+        for pane in self.panes:
+            pane.streaming = pane.pk in self.streaming_panes
+
+    @cached_property
+    def turns(self) -> list[compare.Turn]:
+        turns = compare.turns(self.messages)
+        for turn in turns:
+            turn.cells = [(pane, turn.answers.get(pane.pk, [])) for pane in self.panes]
+        return turns
+
+    @property
+    def streaming(self) -> bool:
+        return bool(self.streaming_panes)
+
+    @property
+    def version(self) -> str:
+        return fragments.list_version(self.messages)
+
+    def context(self) -> dict:
+        return {"board": self, "conversation": self.conversation, "can_edit": self.can_edit, "panes": self.panes,
+                "answered_calls": ()}
+
+
+def board(board: Board) -> str:
+    """The whole board, out of band, for a page whose copy is not current."""
+    html = render_to_string(f"{PAGE}#board", {**board.context(), "oob": "true"})
+    return html + fragments.stream_status(streaming=board.streaming) + fragments.synced()
+
+
+def redraw(public_id, user) -> str:
+    from chat.models import Conversation
+
+    conversation = Conversation.objects.get(public_id=public_id)
+    return board(Board(conversation, user)).replace(fragments.synced(), "")
+
+
+def pane_state(pane, *, streaming: bool) -> str:
+    return render_to_string(f"{PAGE}#pane-state", {"pane": pane, "streaming": streaming, "oob": "true"})
+
+
+def opening(started: compare.Started) -> str:
+    """A send: the new turn (the shared message, a placeholder or an error per pane), every running
+    pane streaming, and the title."""
+    user_message = started.user_message
+    conversation = user_message.conversation
+    replies = {pane.pk: reply for pane, _, reply in started.runs} | {pane.pk: reply for pane, reply in started.failed}
+    panes = [pane for pane, *_ in started.runs] + [pane for pane, _ in started.failed]
+    panes.sort(key=lambda p: (p.position, p.pk))
+    for pane in panes:
+        pane.chips = compare.chips(pane.overrides)
+    turn = compare.Turn([user_message], {pk: [reply] for pk, reply in replies.items()})
+    turn.cells = [(pane, turn.answers.get(pane.pk, [])) for pane in panes]
+    html = render_to_string(f"{PAGE}#turn", {"turn": turn, "conversation": conversation, "answered_calls": (), "oob": ""})
+    parts = [f'<div id="messages" hx-swap-oob="beforeend">{html}</div>']
+    parts += [pane_state(pane, streaming=True) for pane, *_ in started.runs]
+    parts += [pane_state(pane, streaming=False) for pane, _ in started.failed]
+    parts.append(fragments.stream_status(streaming=bool(started.runs)))
+    parts.append(fragments.title(conversation))
+    return "".join(parts)
+
+
+def pane_final(message, completion, choices=()) -> str:
+    """A pane's finished answer (its metrics in its footer) and the pane idle; the page's status
+    turns idle once no pane streams (compare.js)."""
+    for m in (message, *choices):
+        m.completion = completion
+    return fragments.row([message, *choices], oob="outerHTML") + pane_state(message.pane, streaming=False)

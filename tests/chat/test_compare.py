@@ -1,0 +1,313 @@
+"""Comparisons (issue 15): overrides and sweeps, the socket's panes against real simulators (stream
+together, stop one, a failing pane isolated, stop all), replay, diffs, continue, history, sharing,
+export, fork and who may see what."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+
+from chat import compare
+from chat.models import Completion, Conversation, Message, Pane
+from chat.simulator import make_simulator
+from playground.asgi import application
+from tests.chat.test_consumer import make_endpoint as _make_endpoint
+from tests.servers import Recorder, free_port, serve_asgi
+from tests.sockets import Socket
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+KEY = "sim-compare-key"
+
+
+def make_endpoint(url: str, model="sim/qwen3", key=KEY, **kw):
+    return _make_endpoint(url, model=model, key=key, **kw)
+
+
+@pytest.fixture(scope="module")
+def sims():
+    """Two simulators on real sockets (two "deployments"), recording the bodies they receive."""
+    a, b = Recorder(make_simulator(api_key=KEY, token_delay=0.01)), Recorder(make_simulator(api_key=KEY, token_delay=0.01))
+    with serve_asgi(a) as url_a, serve_asgi(b) as url_b:
+        a.url, b.url = url_a + "/v1", url_b + "/v1"
+        yield a, b
+
+
+@pytest.fixture(autouse=True)
+def clear(sims):
+    for sim in sims:
+        sim.exchanges.clear()
+
+
+def bodies(sim) -> list[dict]:
+    return [e.json for e in sim.exchanges if e.path.endswith("/chat/completions")]
+
+
+# --- overrides, sweeps, merge ------------------------------------------------------------------------
+
+
+def test_overrides_parse_typed_values_and_refuse_bad_ones_with_a_clear_message():
+    assert compare.parse_overrides("temperature=1.0, enable_thinking=off; stop=[\"a\", \"b\"]\nseed=3") == {
+        "temperature": 1.0, "enable_thinking": False, "stop": ["a", "b"], "seed": 3}
+    assert compare.parse_overrides("") == {}
+    assert compare.parse_overrides("top_p=unset") == {"top_p": None}
+    with pytest.raises(compare.CompareError, match="temperature"):
+        compare.parse_overrides("temperature=-1")
+    with pytest.raises(compare.CompareError, match="not a setting a pane can change"):
+        compare.parse_overrides("colour=blue")
+    with pytest.raises(compare.CompareError, match="name=value"):
+        compare.parse_overrides("temperature")
+    with pytest.raises(compare.CompareError, match="on or off"):
+        compare.parse_overrides("enable_thinking=maybe")
+    assert compare.chips({"temperature": 1.0, "enable_thinking": False}) == ["temperature 1.0", "enable_thinking off"]
+
+
+def test_merge_puts_enable_thinking_into_chat_template_kwargs_and_unsets():
+    base = {"temperature": 0.6, "chat_template_kwargs": {"enable_thinking": True, "x": 1}, "top_p": 0.9}
+    merged = compare.merge(base, {"enable_thinking": False, "top_p": None, "seed": 4})
+    assert merged == {"temperature": 0.6, "chat_template_kwargs": {"enable_thinking": False, "x": 1}, "seed": 4}
+
+
+def test_sweeps_lists_and_ranges_checked():
+    assert compare.sweep_values("temperature", "0, 0.7, 1.2") == [0, 0.7, 1.2]
+    assert compare.sweep_values("seed", "1..4") == [1, 2, 3, 4]
+    with pytest.raises(compare.CompareError, match="at most 6"):
+        compare.sweep_values("seed", "1..9")
+    with pytest.raises(compare.CompareError, match="twice"):
+        compare.sweep_values("temperature", "0.5, 0.5")
+    with pytest.raises(compare.CompareError, match="temperature"):
+        compare.sweep_values("temperature", "0, -1")
+    with pytest.raises(compare.CompareError, match="Pick a setting"):
+        compare.sweep_values("messages", "1, 2")
+    with pytest.raises(compare.CompareError, match="at least two"):
+        compare.sweep_values("seed", "3")
+
+
+def test_text_diff_and_first_divergence():
+    ops = compare.text_diff("The cat sat on the mat.", "The dog sat on the mat!")
+    assert ("delete", "cat") in ops and ("insert", "dog") in ops and ops[0] == ("equal", "The ")
+    tok = lambda t, lp, alts: {"token": t, "logprob": lp, "top_logprobs": [{"token": a, "logprob": p} for a, p in alts]}
+    a = {"content": [tok("Hi", -0.1, [("Hi", -0.1), ("Hello", -2.5)]), tok(" there", -0.5, [(" there", -0.5), (" you", -1.2)])]}
+    b = {"content": [tok("Hi", -0.1, [("Hi", -0.1)]), tok(" you", -1.2, [(" there", -0.5), (" you", -1.2)])]}
+    d = compare.first_divergence(a, b)
+    assert d.index == 1 and d.prefix == "Hi" and d.a.token == " there" and d.b.token == " you"
+    assert [alt[0] for alt in d.b.alternatives] == [" there", " you"] and d.b.alternatives[1][2] is True
+    assert compare.first_divergence(a, a) is False
+    assert compare.first_divergence(a, None) is None
+    assert compare.first_divergence(a, {"content": a["content"][:1]}).b is None  # b ended there
+
+
+# --- the socket ---------------------------------------------------------------------------------------
+
+
+async def connect(user, conversation) -> Socket:
+    socket = Socket(application, f"/ws/conversations/{conversation.public_id}/",
+                    headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")])
+    socket.scope["user"] = user
+    connected, _ = await socket.connect()
+    assert connected
+    assert 'id="messages"' in await socket.receive_from()  # the board
+    return socket
+
+
+async def send(socket, **frame) -> None:
+    await socket.send_to(text_data=json.dumps(frame))
+
+
+async def frames_until(socket, check, timeout=20) -> list[str]:
+    frames = []
+    async with asyncio.timeout(timeout):
+        while not check(frames):
+            frames.append(await socket.receive_from())
+    return frames
+
+
+def idle_count(frames, panes) -> int:
+    return sum(f'id="pane-state-{p.public_id}" class="pane-state" data-state="idle"' in f for f in frames for p in panes)
+
+
+@pytest.fixture
+def three_panes(owner, team, sims):
+    """Two endpoints and a temperature override: the issue's comparison."""
+    a, b = make_endpoint(sims[0].url), make_endpoint(sims[1].url, model="sim/gemma-4")
+    comparison = compare.new_comparison(owner, [(a, {}), (b, {}), (a, {"temperature": 1.2})])
+    comparison.team, comparison.visibility = team, "team"
+    comparison.options = {"logprobs": True, "top_logprobs": 3, "max_tokens": 60}
+    comparison.save()
+    return comparison
+
+
+async def test_one_message_streams_to_every_pane_at_once_with_its_own_request(owner, three_panes, sims):
+    panes = await database_sync_to_async(lambda: list(three_panes.panes.all()))()
+    socket = await connect(owner, three_panes)
+    await send(socket, action="send", content="Hello, compare these answers")
+    frames = await frames_until(socket, lambda fs: idle_count(fs, panes) >= 3)
+    await socket.disconnect()
+    opening = frames[0]
+    assert opening.count("class=\"pane-state\" data-state=\"streaming\"") == 3 and "Hello, compare these answers" in opening
+    # Every pane streamed: content fragments for three different answers arrived before the first pane ended.
+    first_final = next(i for i, f in enumerate(frames) if "data-state=\"idle\"" in f and "pane-state" in f)
+    replies = await database_sync_to_async(lambda: list(Message.objects.filter(conversation=three_panes, role="assistant").order_by("pane__position")))()
+    assert [r.status for r in replies] == ["complete"] * 3, [r.error for r in replies]
+    streamed = {str(r.public_id) for r in replies if any(f'msg-{r.public_id}-content" hx-swap-oob="beforeend"' in f for f in frames[:first_final])}
+    assert len(streamed) == 3
+    # The bodies each upstream received: the shared message, the pane's model, the shared and its own values.
+    received = bodies(sims[0]) + bodies(sims[1])
+    assert len(received) == 3
+    by_model_temp = sorted((b["model"], b.get("temperature")) for b in received)
+    assert by_model_temp[0][0] == "sim/gemma-4"
+    assert ("sim/qwen3", 1.2) in by_model_temp and sum(1 for m, _ in by_model_temp if m == "sim/qwen3") == 2
+    assert all(b["messages"][-1] == {"role": "user", "content": "Hello, compare these answers"} for b in received)
+    assert all(b["logprobs"] is True and b["top_logprobs"] == 3 and b["max_tokens"] == 60 for b in received)
+    completions = await database_sync_to_async(lambda: list(Completion.objects.filter(conversation=three_panes)))()
+    assert all(c.ttft_ms is not None and c.usage for c in completions)
+
+
+async def test_second_turn_sends_each_pane_its_own_answers(owner, three_panes, sims):
+    panes = await database_sync_to_async(lambda: list(three_panes.panes.all()))()
+    socket = await connect(owner, three_panes)
+    await send(socket, action="send", content="First question")
+    await frames_until(socket, lambda fs: idle_count(fs, panes) >= 3)
+    for sim in sims:
+        sim.exchanges.clear()
+    await send(socket, action="send", content="Second question")
+    await frames_until(socket, lambda fs: idle_count(fs, panes) >= 3)
+    await socket.disconnect()
+    answers = await database_sync_to_async(lambda: {
+        m.pane_id: m.text for m in Message.objects.filter(conversation=three_panes, role="assistant", position=1)})()
+    for body in bodies(sims[0]) + bodies(sims[1]):
+        assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+        assert body["messages"][1]["content"] in answers.values()
+    own = {(b["model"], b.get("temperature")): b["messages"][1]["content"] for b in bodies(sims[0]) + bodies(sims[1])}
+    assert own[("sim/qwen3", 1.2)] == answers[panes[2].pk]
+
+
+@pytest.fixture
+def slow(owner, sims):
+    """Two panes on a slow simulator: long enough to stop one mid-stream."""
+    app = make_simulator(api_key=KEY, token_delay=0.05)
+    with serve_asgi(app) as url:
+        endpoint = make_endpoint(url + "/v1")
+        comparison = compare.new_comparison(owner, [(endpoint, {}), (endpoint, {"seed": 7}), (endpoint, {"seed": 8})])
+        comparison.options = {"max_tokens": 400}
+        comparison.save()
+        yield comparison
+
+
+async def test_stop_one_pane_the_others_finish_and_stop_all_stops_every_pane(owner, slow):
+    panes = await database_sync_to_async(lambda: list(slow.panes.all()))()
+    socket = await connect(owner, slow)
+    await send(socket, action="send", content="Tell me a long story about tokens")
+    await frames_until(socket, lambda fs: sum("hx-swap-oob=\"beforeend\"" in f and "-content" in f for f in fs) >= 3)
+    await send(socket, action="stop", pane=str(panes[1].public_id))
+    frames = await frames_until(socket, lambda fs: idle_count(fs, panes) >= 3, timeout=60)
+    statuses = await database_sync_to_async(lambda: {m.pane_id: m.status for m in Message.objects.filter(conversation=slow, role="assistant")})()
+    assert statuses == {panes[0].pk: "complete", panes[1].pk: "cancelled", panes[2].pk: "complete"}
+    # The stopped pane's final came first, while the others still streamed.
+    first_idle = next(i for i, f in enumerate(frames) if idle_count([f], panes))
+    assert f'pane-state-{panes[1].public_id}" class="pane-state" data-state="idle"' in frames[first_idle]
+    # Stop all: every pane.
+    await send(socket, action="send", content="Another long story please")
+    await frames_until(socket, lambda fs: sum("hx-swap-oob=\"beforeend\"" in f and "-content" in f for f in fs) >= 3)
+    await send(socket, action="stop")
+    await frames_until(socket, lambda fs: idle_count(fs, panes) >= 3)
+    await socket.disconnect()
+    statuses = await database_sync_to_async(lambda: [m.status for m in Message.objects.filter(conversation=slow, role="assistant", position=3)])()
+    assert statuses == ["cancelled"] * 3
+
+
+async def test_a_failing_pane_shows_its_error_and_the_others_finish(owner, sims):
+    def make():
+        good = make_endpoint(sims[0].url)
+        dead = make_endpoint(f"http://127.0.0.1:{free_port()}/v1", model="sim/dead")  # nothing listens there
+        bad_key = make_endpoint(sims[1].url, model="sim/qwen3", key="wrong-key")
+        return compare.new_comparison(owner, [(good, {}), (dead, {}), (bad_key, {})])
+
+    comparison = await database_sync_to_async(make)()
+    panes = await database_sync_to_async(lambda: list(comparison.panes.all()))()
+    socket = await connect(owner, comparison)
+    await send(socket, action="send", content="Hello")
+    frames = await frames_until(socket, lambda fs: idle_count(fs, panes) >= 3)
+    await socket.disconnect()
+    replies = await database_sync_to_async(lambda: {m.pane_id: m for m in Message.objects.filter(conversation=comparison, role="assistant")})()
+    assert replies[panes[0].pk].status == "complete" and replies[panes[0].pk].text
+    assert replies[panes[1].pk].status == "error" and "could not connect" in replies[panes[1].pk].error
+    assert replies[panes[2].pk].status == "error" and "401" in replies[panes[2].pk].error
+    assert "wrong-key" not in "".join(frames)
+
+
+async def test_an_unusable_endpoint_fails_its_pane_only(owner, other_team, sims):
+    def make():
+        good = make_endpoint(sims[0].url)
+        closed = make_endpoint(sims[1].url, model="sim/closed")
+        closed.teams.add(other_team)  # the owner is not in it
+        return compare.new_comparison(owner, [(good, {}), (closed, {})])
+
+    comparison = await database_sync_to_async(make)()
+    panes = await database_sync_to_async(lambda: list(comparison.panes.all()))()
+    socket = await connect(owner, comparison)
+    await send(socket, action="send", content="Hello")
+    frames = await frames_until(socket, lambda fs: idle_count(fs, panes[:1]) >= 1)
+    await socket.disconnect()
+    assert "You may not use" in frames[0]
+    assert bodies(sims[1]) == []
+
+
+async def test_teammate_co_views_live_and_cannot_send_or_stop(owner, teammate, three_panes):
+    panes = await database_sync_to_async(lambda: list(three_panes.panes.all()))()
+    viewer = await connect(teammate, three_panes)
+    socket = await connect(owner, three_panes)
+    await send(socket, action="send", content="Seen by the team")
+    seen = await frames_until(viewer, lambda fs: idle_count(fs, panes) >= 3)
+    assert "Seen by the team" in "".join(seen) and sum("-content\" hx-swap-oob=\"beforeend\"" in f for f in seen) >= 3
+    await frames_until(socket, lambda fs: idle_count(fs, panes) >= 3)
+    await send(viewer, action="send", content="Mine now")
+    refusal = await viewer.receive_from()
+    assert "read-only" in refusal
+    await send(viewer, action="stop")
+    assert "read-only" in await viewer.receive_from()
+    await viewer.disconnect()
+    await socket.disconnect()
+
+
+async def test_outsider_cannot_connect(outsider, three_panes):
+    socket = Socket(application, f"/ws/conversations/{three_panes.public_id}/",
+                    headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")])
+    socket.scope["user"] = outsider
+    connected, code = await socket.connect()
+    assert not connected or code == 4403
+
+
+async def test_replay_sends_the_stored_body_with_only_the_model_changed(owner, sims):
+    def make():
+        a, b = make_endpoint(sims[0].url), make_endpoint(sims[1].url, model="sim/gemma-4")
+        source = Conversation.objects.create(owner=owner, endpoint=a, title="Source")
+        body = {"model": "sim/qwen3", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}],
+                "temperature": 0.3, "max_tokens": 40, "seed": 5, "stream": True, "stream_options": {"include_usage": True},
+                "logprobs": True, "top_logprobs": 2, "repetition_penalty": 1.05}
+        completion = Completion.objects.create(conversation=source, endpoint=a, request_body=body, status="complete")
+        user = Message.objects.create(conversation=source, position=0, role="user", content="Hi there")
+        Message.objects.create(conversation=source, parent=user, position=1, role="assistant", content="Hello!", completion=completion)
+        return compare.replay(completion, b, owner), body
+
+    comparison, body = await database_sync_to_async(make)()
+    panes = await database_sync_to_async(lambda: list(comparison.panes.all()))()
+    socket = await connect(owner, comparison)
+    await send(socket, action="replay")
+    await frames_until(socket, lambda fs: idle_count(fs, panes[1:]) >= 1)
+    await socket.disconnect()
+    [received] = bodies(sims[1])
+    assert {k: v for k, v in received.items() if k != "model"} == {k: v for k, v in body.items() if k != "model"}
+    assert received["model"] == "sim/gemma-4"
+    messages = await database_sync_to_async(lambda: list(Message.objects.filter(conversation=comparison, role="assistant").order_by("pane__position")))()
+    assert [m.text for m in messages][0] == "Hello!" and messages[1].status == "complete" and messages[1].text
+    # Nothing is left pending: a second replay frame is refused.
+    socket = await connect(owner, comparison)
+    await send(socket, action="replay")
+    assert "Nothing is waiting" in await socket.receive_from()
+    await socket.disconnect()
+
+
