@@ -18,7 +18,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import transaction
 
-from chat import branches, compare, compare_runs, fragments, live, liveness, nextrequest
+from chat import branches, compare, compare_runs, fragments, live, liveness, membership, nextrequest
 from chat.forms import FrameForm
 from chat.models import Completion, Conversation, Endpoint, Message
 from chat.runs import CompletionRun
@@ -78,8 +78,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.group = group_name(self.public_id)
         self.user_group = user_group_name(user.pk)
         self.broadcast = live.RunSink(self)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.channel_layer.group_add(self.user_group, self.channel_name)
+        # Renewed while the socket is open: a layer forgets members after its group_expiry.
+        self.memberships = membership.Memberships(self.channel_layer, self.channel_name, [self.group, self.user_group])
+        await self.memberships.join()
         await self.accept()
         # The page says which list it shows (?v=): send the list only if it has changed since.
         await self.send(text_data=await self._snapshot(known=self._page_version()))
@@ -96,9 +97,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             # Mid-stream, the run goes on for RUN_GRACE_SECONDS (a reload reattaches to it), or stops
             # now (0): the upstream request is closed and the partial answer saved.
             await self.broadcast.release(run, settings.RUN_GRACE_SECONDS)
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-            await self.channel_layer.group_discard(self.user_group, self.channel_name)
+        if hasattr(self, "memberships"):
+            await self.memberships.leave()
             if self.is_owner:
                 await live.owner_gone(self.channel_layer, self.group, self.channel_name)
 
