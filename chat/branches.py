@@ -85,8 +85,9 @@ class Tree:
 
 def load(conversation, *, related=("completion",)) -> Tree:
     """`related`: the foreign keys to read with the messages; none when empty (a bare
-    select_related() would follow every non-null one; `message.conversation` is the given one anyway)."""
-    messages = conversation.messages.filter(removed=False)
+    select_related() would follow every non-null one; `message.conversation` is the given one anyway).
+    Unordered: the Tree sorts them itself (the model's ordering cost a third of the query)."""
+    messages = conversation.messages.filter(removed=False).order_by()
     return Tree(messages.select_related(*related) if related else messages)
 
 
