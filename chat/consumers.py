@@ -268,11 +268,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if not user.is_active:
             raise Forbidden
         with transaction.atomic():
-            # The conversation (locked: one send at a time), its endpoint and key, in one query.
-            conversation = (
+            # The conversation (locked: one send at a time), its endpoint and key, in one query;
+            # unordered (public_id is unique): .first()'s ORDER BY and LIMIT cost a third of it.
+            conversation = next(iter(
                 Conversation.objects.select_for_update(of=("self",)).select_related("endpoint__api_key")
-                .filter(public_id=self.public_id).first()
-            )
+                .filter(public_id=self.public_id).order_by()
+            ), None)
             if conversation is None or conversation.owner_id != user.pk:
                 visible = conversation is not None and Conversation.objects.visible_to(user).filter(pk=conversation.pk).exists()
                 raise Refused(READ_ONLY) if visible else Forbidden
