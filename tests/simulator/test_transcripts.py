@@ -33,8 +33,9 @@ def tiny_url():
 
 
 def test_every_transcript_is_covered():
-    # 65 recorded cases (the folder also holds INDEX.md and perf.json); all are 200 or 4xx.
-    assert len(transcripts()) == 65
+    # 72 recorded cases (the folder also holds INDEX.md and perf.json); all are 200 or 4xx.
+    # 11a..11g: /tokenize, /detokenize, /metrics (issue 17).
+    assert len(transcripts()) == 72
     assert len(CASES) == len(transcripts())
 
 
@@ -47,9 +48,28 @@ def _replay(t, url: str) -> httpx.Response:
         request = {**request, "model": SIM_MODEL, "stop": ["reply"]}
         text = json.dumps(request)
     with httpx.Client(base_url=url, timeout=10) as client:
+        if t.name == "11d_detokenize":
+            # Token ids are the tokenizer's own: detokenize what the simulator's /tokenize gave.
+            tokens = client.post("/tokenize", json={"model": SIM_MODEL, "messages": [{"role": "system", "content": ""}],
+                                                    "add_generation_prompt": False}).json()["tokens"]
+            text = json.dumps({"model": SIM_MODEL, "tokens": tokens})
         if t.method == "GET":
             return client.get(t.path)
         return client.post(t.path, content=text.encode(), headers={"content-type": "application/json"})
+
+
+METRICS_READ = {"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+                "vllm:prefix_cache_queries", "vllm:prefix_cache_hits"}
+
+
+def _metric_types(text: str) -> dict[str, tuple]:
+    """Family name -> (type, sample names, label names) as prometheus_client parses them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        f.name: (f.type, sorted({s.name for s in f.samples}), sorted({k for s in f.samples for k in s.labels}))
+        for f in text_string_to_metric_families(text) if f.name in METRICS_READ
+    }
 
 
 @pytest.mark.parametrize("t", CASES, ids=[t.name for t in CASES])
@@ -67,6 +87,8 @@ def test_same_shape_as_real_vllm(t, tiny_url):
             assert getattr(ours, name) == getattr(real, name), f"{name} chunk shapes differ"
     elif t.body == "":
         assert response.content == b""
+    elif real_type.startswith("text/plain"):  # /metrics: the families the playground reads, typed alike
+        assert _metric_types(response.text) == {k: v for k, v in _metric_types(t.body).items() if k in METRICS_READ}
     else:
         assert shape(response.json()) == shape(json.loads(t.body))
 
