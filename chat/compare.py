@@ -324,7 +324,7 @@ def start_send(public_id, user, content: str) -> Started:
                 )
             reply = Message.objects.create(
                 conversation=conversation, parent=user_message, position=user_message.position + 1, role="assistant",
-                completion=completion, pane=pane, is_active=pane is panes[0],
+                completion=completion, pane=pane,  # every pane's answer is searched (is_active)
                 status=Message.Status.STREAMING if completion else Message.Status.ERROR, error=problem,
             )
             reply.conversation, reply.pane = conversation, pane
@@ -427,7 +427,7 @@ def start_pending(public_id, user) -> Started:
             completion.status, completion.worker = Completion.Status.STREAMING, liveness.worker_id()
             reply = Message.objects.create(
                 conversation=conversation, parent=parent, position=parent.position + 1 if parent else 0, role="assistant",
-                completion=completion, pane=pane, status=Message.Status.STREAMING, is_active=False,
+                completion=completion, pane=pane, status=Message.Status.STREAMING,
             )
             reply.conversation, reply.pane = conversation, pane
             started.runs.append((pane, completion, reply))

@@ -16,7 +16,7 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 
-from chat.models import FAMILY_CHOICES, Conversation, Endpoint, Message
+from chat.models import FAMILY_CHOICES, Conversation, Endpoint, Message, Pane
 
 PAGE_SIZE = 25
 MAX_QUERY_CHARS = 200
@@ -38,6 +38,7 @@ class HistoryForm(forms.Form):
     model = forms.ChoiceField(required=False)
     family = forms.ChoiceField(required=False, choices=[("", "Any family"), *FAMILY_CHOICES])
     author = forms.ChoiceField(required=False)
+    kind = forms.ChoiceField(required=False, choices=[("", "Any kind"), *Conversation.Kind.choices])
     since = forms.DateField(required=False, label="Active since", widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label="Active until", widget=forms.DateInput(attrs={"type": "date"}))
 
@@ -96,12 +97,13 @@ def with_messages(conversations: QuerySet[Conversation]) -> QuerySet[Conversatio
 
 def apply_filters(conversations: QuerySet[Conversation], data: dict) -> QuerySet[Conversation]:
     conversations = search(conversations, data.get("q") or "")
-    if data.get("endpoint"):
-        conversations = conversations.filter(endpoint__name=data["endpoint"])
-    if data.get("model"):
-        conversations = conversations.filter(endpoint__model_id=data["model"])
-    if data.get("family"):
-        conversations = conversations.filter(endpoint__family=data["family"])
+    # A comparison matches an endpoint, a model or a family when any of its panes does.
+    for key, field in (("endpoint", "name"), ("model", "model_id"), ("family", "family")):
+        if data.get(key):
+            panes = Pane.objects.filter(conversation=OuterRef("pk"), **{f"endpoint__{field}": data[key]})
+            conversations = conversations.filter(Q(**{f"endpoint__{field}": data[key]}) | Exists(panes))
+    if data.get("kind"):
+        conversations = conversations.filter(kind=data["kind"])
     if data.get("author"):
         conversations = conversations.filter(owner__username=data["author"])
     if data.get("since"):

@@ -14,7 +14,9 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chat import sharing
+import json
+
+from chat import compare, sharing
 from chat.forms import ImportCurlForm, NewConversationForm, family_defaults
 from chat.history import history_for
 from chat.models import Conversation, Endpoint, Message
@@ -137,10 +139,13 @@ def conversation_fork(request: HttpRequest, public_id) -> HttpResponse:
     if request.method == "POST":
         form = sharing.ForkForm(request.POST, user=request.user, messages=messages)
         if form.is_valid():
-            copy = sharing.fork(
-                source, user=request.user, endpoint=form.cleaned_data["endpoint"], messages=messages,
-                upto=form.upto_message(),
-            )
+            if source.kind == Conversation.Kind.COMPARE:  # panes and their answers (chat.compare)
+                copy = compare.fork(source, user=request.user, endpoint=form.cleaned_data["endpoint"])
+            else:
+                copy = sharing.fork(
+                    source, user=request.user, endpoint=form.cleaned_data["endpoint"], messages=messages,
+                    upto=form.upto_message(),
+                )
             return redirect("chat:conversation", public_id=copy.public_id)
     else:
         usable = Endpoint.objects.usable_by(request.user)
@@ -164,12 +169,14 @@ def _download(text: str, content_type: str, name: str) -> HttpResponse:
 def conversation_export_json(request: HttpRequest, public_id) -> HttpResponse:
     """The request body to send: model, the messages array, every option value (never a key)."""
     conversation = _visible(request, public_id)
+    if conversation.kind == Conversation.Kind.COMPARE:  # every pane, with the exact request of each answer
+        text = json.dumps(compare.export_data(conversation), indent=2, ensure_ascii=False) + "\n"
+        return _download(text, "application/json", sharing.filename(conversation, "json"))
     return _download(sharing.export_json(conversation), "application/json", sharing.filename(conversation, "json"))
 
 
 @require_GET
 def conversation_export_markdown(request: HttpRequest, public_id) -> HttpResponse:
     conversation = _visible(request, public_id)
-    return _download(
-        sharing.export_markdown(conversation), "text/markdown; charset=utf-8", sharing.filename(conversation, "md")
-    )
+    markdown = compare.export_markdown if conversation.kind == Conversation.Kind.COMPARE else sharing.export_markdown
+    return _download(markdown(conversation), "text/markdown; charset=utf-8", sharing.filename(conversation, "md"))

@@ -311,3 +311,146 @@ async def test_replay_sends_the_stored_body_with_only_the_model_changed(owner, s
     await socket.disconnect()
 
 
+
+
+# --- pages: who may see what, forms, diff, continue, history, export, fork, delete -----------------------
+
+
+def login(client, user):
+    client.force_login(user)
+    return client
+
+
+def answered(comparison, texts, logprobs=None):
+    """A turn answered by every pane (as the socket saves it), without an upstream."""
+    from chat import branches
+
+    panes = list(comparison.panes.all())
+    user = branches.add_child(comparison, None, siblings_selected=False, role="user", content="Which is it?")
+    made = []
+    for i, (pane, text) in enumerate(zip(panes, texts)):
+        completion = Completion.objects.create(conversation=comparison, endpoint=pane.endpoint, request_body={"model": "m"}, status="complete")
+        made.append(Message.objects.create(conversation=comparison, parent=user, position=1, role="assistant", content=text, pane=pane,
+                                           completion=completion, logprobs=(logprobs or [None] * 3)[i]))
+    return made
+
+
+@pytest.fixture
+def pair(owner, team, sims):
+    a, b = make_endpoint(sims[0].url), make_endpoint(sims[1].url, model="sim/gemma-4")
+    comparison = compare.new_comparison(owner, [(a, {}), (b, {"temperature": 0.2})], title="Pair")
+    comparison.team, comparison.visibility = team, "team"
+    comparison.save()
+    return comparison
+
+
+def test_page_owner_teammate_outsider(client, owner, teammate, outsider, pair):
+    url = f"/c/{pair.public_id}/"
+    page = login(client, owner).get(url).content.decode()
+    assert 'id="composer"' in page and "Pane 2" in page and "temperature 0.2" in page and "Stop all" in page
+    page = login(client, teammate).get(url).content.decode()
+    assert 'id="composer"' not in page and "Read-only" in page and "temperature 0.2" in page
+    login(client, outsider)
+    assert client.get(url).status_code == 404
+    assert client.get(f"/c/{pair.public_id}/compare/diff").status_code == 404
+    assert client.post(f"/c/{pair.public_id}/compare/panes/add", {"endpoint": pair.endpoint_id}).status_code == 404
+    [m, _] = answered(pair, ["a", "b"])
+    assert client.post(f"/c/{pair.public_id}/compare/messages/{m.public_id}/continue").status_code == 404
+    assert client.get(f"/completions/{m.completion.public_id}/replay").status_code == 404
+    assert client.get(f"/c/{pair.public_id}/export.json").status_code == 404
+    # A teammate may not change the panes.
+    login(client, teammate)
+    assert client.post(f"/c/{pair.public_id}/compare/panes/add", {"endpoint": pair.endpoint_id}).status_code == 404
+    assert client.post(f"/c/{pair.public_id}/compare/settings", {"options": "seed=1"}).status_code == 404
+
+
+def test_new_comparison_form_rows_sweep_and_errors(client, owner, sims):
+    a = make_endpoint(sims[0].url)
+    login(client, owner)
+    assert "Pane 6" in client.get("/compare/new").content.decode()
+    bad = client.post("/compare/new", {"endpoint_0": a.pk, "overrides_0": "temperature=hot", "endpoint_1": a.pk})
+    assert bad.status_code == 400 and "temperature: must be a number" in bad.content.decode()
+    assert "temperature=hot" in bad.content.decode()  # what was typed is kept
+    one = client.post("/compare/new", {"endpoint_0": a.pk})
+    assert one.status_code == 400 and "2 to 6 panes" in one.content.decode()
+    made = client.post("/compare/new", {"endpoint_0": a.pk, "overrides_0": "enable_thinking=off",
+                                        "sweep-endpoint": a.pk, "sweep-parameter": "temperature", "sweep-values": "0, 0.7, 1.2"})
+    assert made.status_code == 302
+    comparison = Conversation.objects.get(kind="compare", owner=owner)
+    assert [p.overrides for p in comparison.panes.all()] == [{"enable_thinking": False}, {"temperature": 0}, {"temperature": 0.7}, {"temperature": 1.2}]
+    too_many = client.post(f"/c/{comparison.public_id}/compare/panes/sweep", {"endpoint": a.pk, "parameter": "seed", "values": "1..4"})
+    assert too_many.status_code == 400 and "at most 6 panes" in too_many.content.decode()
+    assert client.post(f"/c/{comparison.public_id}/compare/panes/add", {"endpoint": a.pk, "overrides": "seed=9"}).status_code == 302
+    assert comparison.panes.count() == 5
+    pane = comparison.panes.last()
+    assert client.post(f"/c/{comparison.public_id}/compare/panes/{pane.public_id}/remove").status_code == 302
+    assert comparison.panes.count() == 4
+    bad = client.post(f"/c/{comparison.public_id}/compare/settings", {"system_prompt": "Be brief", "options": "max_tokens=-3"})
+    assert bad.status_code == 400 and "max_tokens" in bad.content.decode() and "Be brief" in bad.content.decode()
+    assert client.post(f"/c/{comparison.public_id}/compare/settings", {"system_prompt": "Be brief", "options": "max_tokens=30, logprobs=on"}).status_code == 302
+    comparison.refresh_from_db()
+    assert comparison.options == {"max_tokens": 30, "logprobs": True} and comparison.system_prompt == "Be brief"
+
+
+def test_diff_view_words_and_first_divergence(client, owner, pair):
+    tok = lambda t, lp, alts: {"token": t, "logprob": lp, "bytes": None, "top_logprobs": [{"token": a, "logprob": p} for a, p in alts]}
+    la = {"content": [tok("The", -0.01, [("The", -0.01)]), tok(" cat", -0.7, [(" cat", -0.7), (" dog", -0.9)])]}
+    lb = {"content": [tok("The", -0.01, [("The", -0.01)]), tok(" dog", -0.9, [(" cat", -0.7), (" dog", -0.9)])]}
+    answered(pair, ["The cat <b>sat</b>", "The dog sat"], [la, lb])
+    a, b = pair.panes.all()
+    html = login(client, owner).get(f"/c/{pair.public_id}/compare/diff", {"a": a.public_id, "b": b.public_id}).content.decode()
+    assert '<del class="diff-del">cat</del>' in html and '<ins class="diff-ins">dog</ins>' in html
+    assert "&lt;b&gt;" in html and "<b>sat" not in html  # model text is escaped
+    assert "At token 2" in html and 'chosen-token"> cat' in html and 'chosen-token"> dog' in html
+    html = client.get(f"/c/{pair.public_id}/compare/diff", {"a": a.public_id, "b": a.public_id}).content.decode()
+    assert "Pick two different panes" in html
+
+
+def test_continue_with_this_answer_new_and_source(client, owner, sims):
+    a = make_endpoint(sims[0].url)
+    source = Conversation.objects.create(owner=owner, endpoint=a, title="Source", options={"temperature": 0.5})
+    user = Message.objects.create(conversation=source, position=0, role="user", content="Which is it?")
+    comparison = compare.new_comparison(owner, [(a, {}), (a, {"temperature": 1.0})], source=source)
+    _, second = answered(comparison, ["first pane", "second pane"])
+    login(client, owner)
+    response = client.post(f"/c/{comparison.public_id}/compare/messages/{second.public_id}/continue", {"target": "new"})
+    target = Conversation.objects.exclude(pk__in=[source.pk, comparison.pk]).get()
+    assert response.url == f"/c/{target.public_id}/" and target.kind == "chat"
+    assert [(m.role, m.text) for m in target.thread()] == [("user", "Which is it?"), ("assistant", "second pane")]
+    assert target.options["temperature"] == 1.0
+    response = client.post(f"/c/{comparison.public_id}/compare/messages/{second.public_id}/continue", {"target": "source"})
+    assert response.url == f"/c/{source.public_id}/"
+    assert [(m.role, m.text) for m in source.thread()] == [("user", "Which is it?"), ("assistant", "second pane")]
+    assert source.thread()[-1].parent_id == user.pk
+
+
+def results(response) -> str:
+    html = response.content.decode()
+    return html[html.index('id="conversation-list"'):].split("</ul>")[0]
+
+
+def test_history_kind_filter_search_export_fork_delete(client, owner, teammate, pair, sims):
+    answered(pair, ["alpha answer", "zebra answer"])
+    Conversation.objects.create(owner=owner, endpoint=pair.endpoint, title="Plain chat").messages.create(position=0, role="user", content="hi")
+    login(client, owner)
+    listing = results(client.get("/", {"scope": "mine", "kind": "compare"}))
+    assert "Pair" in listing and "Plain chat" not in listing and "comparison" in listing
+    assert "Pair" in results(client.get("/", {"scope": "mine", "q": "zebra"}))  # the second pane's answer
+    gemma = pair.panes.last().endpoint.name
+    assert "Pair" in results(client.get("/", {"scope": "mine", "endpoint": gemma}))  # any pane's endpoint
+    data = json.loads(client.get(f"/c/{pair.public_id}/export.json").content)
+    assert data["kind"] == "compare" and [p["overrides"] for p in data["panes"]] == [{}, {"temperature": 0.2}]
+    assert data["panes"][1]["messages"][-1]["content"] == "zebra answer" and KEY not in json.dumps(data)
+    markdown = client.get(f"/c/{pair.public_id}/export.md").content.decode()
+    assert "zebra answer" in markdown and "temperature 0.2" in markdown
+    # A teammate sees it in the team's list, forks it (panes and answers), and may not delete it.
+    login(client, teammate)
+    assert "Pair" in results(client.get("/", {"scope": "team:red team"}))
+    response = client.post(f"/c/{pair.public_id}/fork", {"endpoint": pair.endpoint.name})
+    copy = Conversation.objects.get(owner=teammate)
+    assert response.status_code == 302 and copy.kind == "compare" and copy.panes.count() == 2
+    assert sorted(copy.messages.filter(role="assistant").values_list("text_index", flat=True)) == ["alpha answer", "zebra answer"]
+    assert client.post(f"/c/{pair.public_id}/delete").status_code == 404
+    login(client, owner)
+    assert client.post(f"/c/{pair.public_id}/delete").status_code == 302
+    assert not Conversation.objects.filter(pk=pair.pk).exists() and not Pane.objects.filter(conversation_id=pair.pk).exists()
