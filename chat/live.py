@@ -54,7 +54,8 @@ def others_may_watch(layer, group: str, own: str) -> bool:
     which costs O(streams) per fragment). Other layers: always send."""
     groups = getattr(layer, "groups", None)
     if isinstance(groups, dict):
-        return any(channel != own for channel in groups.get(group, ()))
+        members = groups.get(group) or ()  # (per fragment: no generator for the usual lone owner)
+        return len(members) > 1 or bool(members) and own not in members
     return True
 
 

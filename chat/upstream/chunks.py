@@ -485,7 +485,10 @@ class StreamAccumulator:
             self._feed_choice(self._choice(event.choice), event)
 
     def _choice(self, index: int) -> _Choice:
-        return self._choices.setdefault(index, _Choice())
+        choice = self._choices.get(index)  # (setdefault would build a _Choice for every event)
+        if choice is None:
+            choice = self._choices[index] = _Choice()
+        return choice
 
     def _feed_choice(self, choice: _Choice, event: Event) -> None:
         if isinstance(event, RoleDelta):
