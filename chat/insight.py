@@ -21,7 +21,8 @@ from chat.upstream.metrics import parse_load
 from chat.upstream.prompt import fit, tokenize_body
 
 LOAD_SECONDS = 5  # /metrics is read at most this often per endpoint (a picker, a console, many tabs)
-SPECIAL = re.compile(r"^(<\|[^|\s]+\|>|</?[a-z_]+>|\[/?[A-Z_]+\]|<[a-z_]+_[a-z_]+>)$")
+# A token string that is (or starts with) a template token: <|im_start|>, <start_of_turn>, [INST].
+SPECIAL = re.compile(r"^(<\|[^|\s]+\|>|</?[a-z_]+>|\[/?[A-Z_]+\])")
 
 
 class NoTokenize(Exception):
@@ -89,7 +90,8 @@ def templated(endpoint, chat_body: dict, headers: dict | None = None) -> dict:
         return {"absent": True} if _missing_route(error) else {"error": _describe(error)}
     except DecryptionError as error:
         return {"error": str(error)}
-    specials = sorted({s for s in answer.get("token_strs") or [] if SPECIAL.match(s)}, key=len, reverse=True)
+    found = (SPECIAL.match(s) for s in answer.get("token_strs") or [])
+    specials = sorted({m.group(1) for m in found if m}, key=len, reverse=True)
     return {"count": answer["count"], "max_model_len": answer.get("max_model_len"), "segments": segments(text, specials),
             "text": text}
 

@@ -123,9 +123,12 @@ def _byte_alphabet() -> dict[int, str]:
 
 
 def token_str(piece: str) -> str:
-    if piece.startswith(("<", "[")) and piece.endswith((">", "]")) and len(piece) > 2:
-        return piece  # special tokens show as written
+    """As a byte-level BPE shows a token; a special token (a frame piece may end in a newline,
+    "<|im_end|>\n") is written as it is."""
     alphabet = _byte_alphabet()
+    special = piece.rstrip("\n")
+    if special.startswith(("<", "[")) and special.endswith((">", "]")) and len(special) > 2:
+        return special + "".join(alphabet[b] for b in piece[len(special):].encode())
     return "".join(alphabet[b] for b in piece.encode("utf-8"))
 
 
