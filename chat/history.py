@@ -138,6 +138,7 @@ class History:
     scope: Scope
     page: Page
     query: str  # the filters as a query string (without page), for pagination links
+    library: list = ()  # prompts, presets and test sets of the scope matching the search (chat.library)
 
     @property
     def conversations(self):
@@ -159,4 +160,7 @@ def history_for(request) -> History:
     page = paginator.get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return History(form=form, scopes=scopes, scope=scope, page=page, query=query.urlencode())
+    from chat.library import library_matches
+
+    library = library_matches(user, scope, teams, data.get("q") or "")
+    return History(form=form, scopes=scopes, scope=scope, page=page, query=query.urlencode(), library=library)

@@ -103,6 +103,8 @@ class PromptVersion(models.Model):
 class TestSet(Shared):
     """Rows of variable values (TestCase), optionally with an expected answer, and the checks run on them."""
 
+    __test__ = False  # not a pytest test class, whatever its name
+
     variables = models.JSONField(default=list, blank=True, help_text="The column names, in order")
     checks = models.JSONField(default=list, blank=True, help_text="Check specs applied to every row's answer")
 
@@ -111,6 +113,8 @@ class TestSet(Shared):
 
 
 class TestCase(models.Model):
+    __test__ = False
+
     test_set = models.ForeignKey(TestSet, on_delete=models.CASCADE, related_name="cases")
     position = models.PositiveIntegerField()
     values = models.JSONField(default=dict, blank=True, help_text="{variable: value}")

@@ -3,6 +3,8 @@ from django.urls import path
 from chat import views, views_compare, views_history
 from chat import views_endpoint  # noqa: E402 (issue 17)
 
+from chat import views_library  # noqa: E402 (issue 16)
+
 app_name = "chat"
 
 urlpatterns = [
@@ -39,5 +41,34 @@ urlpatterns = [
     path("c/<uuid:public_id>/compare/diff", views_compare.diff, name="compare_diff"),
     path("c/<uuid:public_id>/compare/messages/<uuid:message_id>/continue", views_compare.continue_answer, name="compare_continue"),
     path("completions/<uuid:public_id>/replay", views_compare.replay, name="completion_replay"),
+    # The prompt library (issue 16): prompts, presets, test sets, and their use in a conversation.
+    path("library/", views_library.library_page, name="library"),
+    path("library/prompts/new", views_library.prompt_new, name="prompt_new"),
+    path("library/testsets/new", views_library.testset_new, name="testset_new"),
+    path("library/<str:kind>/<uuid:public_id>/visibility", views_library.item_visibility, name="item_visibility"),
+    path("library/<str:kind>/<uuid:public_id>/rename", views_library.item_rename, name="item_rename"),
+    path("library/<str:kind>/<uuid:public_id>/delete", views_library.item_delete, name="item_delete"),
+    path("p/<uuid:public_id>/", views_library.prompt_page, name="prompt"),
+    path("p/<uuid:public_id>/editor", views_library.prompt_editor, name="prompt_editor"),
+    path("p/<uuid:public_id>/variables", views_library.prompt_variables, name="prompt_variables"),
+    path("p/<uuid:public_id>/save", views_library.prompt_save, name="prompt_save"),
+    path("p/<uuid:public_id>/settings", views_library.prompt_settings, name="prompt_settings"),
+    path("p/<uuid:public_id>/diff", views_library.prompt_diff, name="prompt_diff"),
+    path("t/<uuid:public_id>/", views_library.testset_page, name="testset"),
+    path("t/<uuid:public_id>/import", views_library.testset_import, name="testset_import"),
+    path("t/<uuid:public_id>/rows/new", views_library.testset_row_new, name="testset_row_new"),
+    path("t/<uuid:public_id>/rows/add", views_library.testset_row_add, name="testset_row_add"),
+    path("t/<uuid:public_id>/row-<int:position>", views_library.testset_row, name="testset_row"),
+    path("t/<uuid:public_id>/row-<int:position>/delete", views_library.testset_row_delete, name="testset_row_delete"),
+    path("t/<uuid:public_id>/columns/add", views_library.testset_column_add, name="testset_column_add"),
+    path("t/<uuid:public_id>/columns/delete", views_library.testset_column_delete, name="testset_column_delete"),
+    path("c/<uuid:public_id>/presets/save", views_library.preset_save, name="preset_save"),
+    path("c/<uuid:public_id>/presets/apply", views_library.preset_apply, name="preset_apply"),
+    path("c/<uuid:public_id>/prompt", views_library.use_prompt_form, name="use_prompt_form"),
+    path("c/<uuid:public_id>/prompt/use", views_library.use_prompt, name="use_prompt"),
+    path("c/<uuid:public_id>/tokens", views_endpoint.token_meter, name="token_meter"),
+    path("c/<uuid:public_id>/templated", views_endpoint.next_prompt, name="next_prompt"),
+    path("completions/<uuid:public_id>/templated", views_endpoint.completion_prompt, name="completion_prompt"),
+    path("endpoints/<int:pk>/load", views_endpoint.endpoint_load, name="endpoint_load"),
     path("healthz", views.healthz, name="healthz"),
 ]

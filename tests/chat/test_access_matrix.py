@@ -95,6 +95,34 @@ HTTP = [
     ("export JSON (POST)",          "conversation_export_json", "POST", 0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
     ("export Markdown",             "conversation_export_markdown", "GET", 0, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
     ("health check",                "healthz",                "GET",  0, [OK, OK, OK, OK, OK, OK, OK, OK, OK, OK]),
+    # The prompt library (issue 16): prompts, presets and test sets of alice's, shared with red team or private
+    # (the `world` has one of each per column); use in a conversation follows the conversation's rules.
+    ("library page",                "library",                "GET",  0, [OK, OK, OK, OK, OK, OK, OK, OK, LOGIN, LOGIN]),
+    ("new prompt",                  "prompt_new",             "POST", 0, [MOVED, MOVED, MOVED, MOVED, MOVED, MOVED, MOVED, MOVED, LOGIN, LOGIN]),
+    ("new prompt (GET)",            "prompt_new",             "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("new test set",                "testset_new",            "POST", 0, [MOVED, MOVED, MOVED, MOVED, MOVED, MOVED, MOVED, MOVED, LOGIN, LOGIN]),
+    ("share a prompt",              "item_visibility",        "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("rename a test set",           "item_rename",            "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("delete a preset",             "item_delete",            "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("prompt page",                 "prompt",                 "GET",  0, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("prompt editor rows",          "prompt_editor",          "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("prompt variables (live)",     "prompt_variables",       "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("save a prompt version",       "prompt_save",            "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("prompt settings",             "prompt_settings",        "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("diff two versions",           "prompt_diff",            "GET",  1, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("test set page",               "testset",                "GET",  0, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("import rows",                 "testset_import",         "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("new row inputs",              "testset_row_new",        "GET",  1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("add a row",                   "testset_row_add",        "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("a row",                       "testset_row",            "GET",  1, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("edit a row",                  "testset_row?edit",       "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("delete a row",                "testset_row_delete",     "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("add a column",                "testset_column_add",     "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("delete a column",             "testset_column_delete",  "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("save settings as preset",     "preset_save",            "POST", 1, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("apply a preset",              "preset_apply",           "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("use a prompt: its form",      "use_prompt_form",        "GET",  1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("use a prompt",                "use_prompt",             "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
 ]
 
 # Patterns outside the app, and where they are covered.
@@ -152,7 +180,61 @@ def world(owner, teammate, outsider, staff, team):
         )
         conversations[state] = c
     personas = {"owner": owner, "teammate": teammate, "outsider": outsider, "staff": staff, "anonymous": None}
-    return {"endpoint": endpoint, "conversations": conversations, "personas": personas}
+    return {"endpoint": endpoint, "conversations": conversations, "personas": personas, "library": library_world(owner, team)}
+
+
+def library_world(owner, team) -> dict:
+    """Per column state, a prompt with two versions, a test set with a row and a preset of alice's."""
+    from chat.models_library import Preset, Prompt, PromptVersion, TestCase, TestSet
+
+    library = {}
+    for state in ("shared", "private"):
+        sharing = {"team": team, "visibility": "team"} if state == "shared" else {}
+        prompt = Prompt.objects.create(owner=owner, name=f"{state} prompt", **sharing)
+        for number, text in ((1, "Weather in {{city}}?"), (2, "Weather in {{city}} now?")):
+            PromptVersion.objects.create(prompt=prompt, number=number, messages=[{"role": "user", "content": text}])
+        testset = TestSet.objects.create(owner=owner, name=f"{state} cases", variables=["city"], **sharing)
+        TestCase.objects.create(test_set=testset, position=0, values={"city": "Oslo"})
+        preset = Preset.objects.create(owner=owner, name=f"{state} preset", values={"options": {"temperature": 0.5}}, **sharing)
+        library[state] = {"prompt": prompt, "testset": testset, "preset": preset}
+    return library
+
+
+def library_request(route: str, world, state: str) -> tuple[str, dict, dict] | None:
+    """The path, query and POST data of a prompt library row (None for the other rows)."""
+    name = route.split("?")[0]
+    lib, c = world["library"][state], world["conversations"][state]
+    prompt, testset, preset = lib["prompt"], lib["testset"], lib["preset"]
+    routes = {  # name: (args, query, data)
+        "library": ([], {}, {}),
+        "prompt_new": ([], {}, {"name": "New prompt"}),
+        "testset_new": ([], {}, {"name": "New set", "text": "city\nBergen\n"}),
+        "item_visibility": (["prompt", prompt.public_id], {}, {"share": ""}),
+        "item_rename": (["testset", testset.public_id], {}, {"name": "Renamed"}),
+        "item_delete": (["preset", preset.public_id], {}, {}),
+        "prompt": ([prompt.public_id], {}, {}),
+        "prompt_editor": ([prompt.public_id], {}, {"role": ["user"], "content": ["Hi {{x}}"], "add": "1"}),
+        "prompt_variables": ([prompt.public_id], {}, {"role": ["user"], "content": ["Hi {{x}}"]}),
+        "prompt_save": ([prompt.public_id], {}, {"role": ["user"], "content": ["Changed {{city}}"], "note": "n"}),
+        "prompt_settings": ([prompt.public_id], {}, {"name": "Renamed prompt", "description": "", "preset": ""}),
+        "prompt_diff": ([prompt.public_id], {"a": 1, "b": 2}, {}),
+        "testset": ([testset.public_id], {}, {}),
+        "testset_import": ([testset.public_id], {}, {"text": "city\nBergen\n"}),
+        "testset_row_new": ([testset.public_id], {}, {}),
+        "testset_row_add": ([testset.public_id], {}, {"var_city": "Bergen", "expected": ""}),
+        "testset_row": ([testset.public_id, 0], {}, {"var_city": "Rome", "expected": "x"}),
+        "testset_row_delete": ([testset.public_id, 0], {}, {}),
+        "testset_column_add": ([testset.public_id], {}, {"name": "month", "value": "May"}),
+        "testset_column_delete": ([testset.public_id], {}, {"column": "city"}),
+        "preset_save": ([c.public_id], {}, {"name": "My copy"}),
+        "preset_apply": ([c.public_id], {}, {"preset": str(preset.public_id)}),
+        "use_prompt_form": ([c.public_id], {"prompt": str(prompt.public_id)}, {}),
+        "use_prompt": ([c.public_id], {}, {"prompt": str(prompt.public_id), "var_city": "Oslo"}),
+    }
+    if name not in routes:
+        return None
+    args, query, data = routes[name]
+    return reverse(f"chat:{name}", args=args), query, data
 
 
 INDEX_QUERIES = {
@@ -164,6 +246,8 @@ CURL = """curl http://x/v1/chat/completions -d '{"model": "Qwen/Qwen3-8B", "mess
 
 def request_for(route: str, world, state: str) -> tuple[str, dict, dict]:
     """The path, query and POST data of one row, aimed at the conversation in `state`."""
+    if (library := library_request(route, world, state)) is not None:
+        return library
     c = world["conversations"][state]
     name = route.split("?")[0]
     if name in ("index", "conversation_new", "conversation_import", "healthz"):
