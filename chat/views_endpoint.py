@@ -31,8 +31,10 @@ def token_meter(request: HttpRequest, public_id) -> HttpResponse:
     context = {"conversation": conversation}
     try:
         endpoint, body, headers = _next_request(request, conversation)
-    except nextrequest.NotSendable as e:
+    except nextrequest.SettingsInvalid as e:
         context["meter"] = {"error": str(e)}
+    except nextrequest.NotSendable as e:  # e.g. nothing to send yet: an empty meter, unless text was typed
+        context["meter"] = {"error": str(e)} if request.POST.get("content", "").strip() else {}
     else:
         context["meter"] = insight.meter(endpoint, body, headers)
     return render(request, "chat/insight.html#meter", context)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from django.contrib.auth.models import User
 from django.template.loader import render_to_string
 from playwright.sync_api import expect
 
+from chat import probe
 from chat.models import Message
 from tests.browser.conftest import sim_endpoint, until, wait_synced
 from tests.browser.rich import ANSWER, TAGLINES, rich_conversation
@@ -94,7 +96,7 @@ def rich(staff, endpoint):
 @pytest.mark.slow
 @pytest.mark.parametrize("theme", ["light", "dark"])
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1440x900", "390x844"])
-def test_every_page_passes_axe_without_serious_violations(live_server_url, browser, staff, rich, theme, viewport):
+def test_every_page_passes_axe_without_serious_violations(live_server_url, browser, staff, rich, endpoint, theme, viewport):
     found: dict[str, list[str]] = {}
     page = new_page(browser, viewport, theme)
 
@@ -137,9 +139,25 @@ def test_every_page_passes_axe_without_serious_violations(live_server_url, brows
     expect(page.locator("#next-request-json")).to_be_visible()
     audit("next-request dialog")
     page.keyboard.press("Escape")
+    page.locator("#prompt-button").click()  # issue 17: What the model sees
+    expect(page.locator("#prompt-dialog .prompt-text")).to_be_visible()
+    audit("what-the-model-sees dialog")
+    page.keyboard.press("Escape")
+    completion = rich.completions.first()
+    page.goto(f"{live_server_url}/completions/{completion.public_id}/templated")
+    audit("what the model saw, as a page")
 
     page.goto(f"{live_server_url}/admin/chat/endpoint/")
     audit("endpoint console: endpoints")
+    # Issue 17: the endpoint page with its probe grid and load figures, the probe's confirmation (the probe
+    # runs in a thread: Playwright's loop holds this one).
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(probe.run, endpoint).result()
+    page.goto(f"{live_server_url}/admin/chat/endpoint/{endpoint.pk}/change/")
+    expect(page.locator("table.probe-grid tbody tr")).to_have_count(18)
+    audit("endpoint console: an endpoint, probed")
+    page.goto(f"{live_server_url}/admin/chat/endpoint/probe/?ids={endpoint.pk}")
+    audit("endpoint console: probe confirmation")
     page.goto(f"{live_server_url}/c/{rich.public_id}/fork")
     audit("fork")
     page.goto(f"{live_server_url}/no/such/page/")
