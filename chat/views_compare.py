@@ -139,8 +139,8 @@ def page_context(request: HttpRequest, conversation: Conversation, **forms_) -> 
     source_editable = bool(source and source.kind == Conversation.Kind.CHAT and source.can_edit(user))
     return {
         **board.context(), "list_version": board.version, "streaming": board.streaming,
-        "pane_form": forms_.get("pane_form") or PaneForm(initial=initial, user=user),
-        "sweep_form": forms_.get("sweep_form") or SweepForm(initial=initial, user=user),
+        "pane_form": forms_.get("pane_form") or PaneForm(initial=initial, user=user, prefix="pane"),
+        "sweep_form": forms_.get("sweep_form") or SweepForm(initial=initial, user=user, prefix="sweep"),
         "shared_form": forms_.get("shared_form") or shared,
         "shared_chips": compare.chips(conversation.options),
         "source": source if source_editable else None, "max_panes": compare.MAX_PANES,
@@ -170,8 +170,10 @@ def comparison_new(request: HttpRequest) -> HttpResponse:
                 form.add_error(None, str(e))
             else:
                 return redirect("chat:conversation", public_id=conversation.public_id)
-        sweep = sweep or SweepForm(request.POST, user=request.user, prefix="sweep")
-        return render(request, "chat/compare_new.html", {"form": form, "sweep_form": sweep, "sweep_checked": sweep.is_bound and sweep.errors}, status=400)
+        if sweep is None:  # not used: kept as picked, without errors
+            sweep = SweepForm(prefix="sweep", user=request.user, initial={
+                "endpoint": request.POST.get("sweep-endpoint"), "parameter": request.POST.get("sweep-parameter")})
+        return render(request, "chat/compare_new.html", {"form": form, "sweep_form": sweep, "sweep_open": sweep.is_bound}, status=400)
     first = default_endpoint(request.user)
     sweep = SweepForm(prefix="sweep", user=request.user, initial={"endpoint": first.pk} if first else {})
     return render(request, "chat/compare_new.html", {"form": NewComparisonForm(user=request.user), "sweep_form": sweep})
@@ -186,7 +188,7 @@ def _refuse_while_streaming(request, conversation) -> HttpResponse | None:
 @require_POST
 def pane_add(request: HttpRequest, public_id) -> HttpResponse:
     conversation = owned_comparison(request, public_id)
-    form = PaneForm(request.POST, user=request.user)
+    form = PaneForm(request.POST, user=request.user, prefix="pane")
     if not form.is_valid():
         return page(request, conversation, 400, pane_form=form)
     if refused := _refuse_while_streaming(request, conversation):
@@ -202,7 +204,7 @@ def pane_add(request: HttpRequest, public_id) -> HttpResponse:
 @require_POST
 def pane_sweep(request: HttpRequest, public_id) -> HttpResponse:
     conversation = owned_comparison(request, public_id)
-    form = SweepForm(request.POST, user=request.user)
+    form = SweepForm(request.POST, user=request.user, prefix="sweep")
     if not form.is_valid():
         return page(request, conversation, 400, sweep_form=form)
     if refused := _refuse_while_streaming(request, conversation):

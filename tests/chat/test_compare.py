@@ -378,9 +378,9 @@ def test_new_comparison_form_rows_sweep_and_errors(client, owner, sims):
     assert made.status_code == 302
     comparison = Conversation.objects.get(kind="compare", owner=owner)
     assert [p.overrides for p in comparison.panes.all()] == [{"enable_thinking": False}, {"temperature": 0}, {"temperature": 0.7}, {"temperature": 1.2}]
-    too_many = client.post(f"/c/{comparison.public_id}/compare/panes/sweep", {"endpoint": a.pk, "parameter": "seed", "values": "1..4"})
+    too_many = client.post(f"/c/{comparison.public_id}/compare/panes/sweep", {"sweep-endpoint": a.pk, "sweep-parameter": "seed", "sweep-values": "1..4"})
     assert too_many.status_code == 400 and "at most 6 panes" in too_many.content.decode()
-    assert client.post(f"/c/{comparison.public_id}/compare/panes/add", {"endpoint": a.pk, "overrides": "seed=9"}).status_code == 302
+    assert client.post(f"/c/{comparison.public_id}/compare/panes/add", {"pane-endpoint": a.pk, "pane-overrides": "seed=9"}).status_code == 302
     assert comparison.panes.count() == 5
     pane = comparison.panes.last()
     assert client.post(f"/c/{comparison.public_id}/compare/panes/{pane.public_id}/remove").status_code == 302

@@ -1,0 +1,247 @@
+"""Comparisons in Chromium (issue 15), against simulators on real sockets: one message to three panes
+(two endpoints and a temperature override) streaming at once; one pane stopped while the others
+finish; the text diff and the first divergence of two logprob answers; Replay on… whose body differs
+from the stored one only in `model` (checked at the simulator); a teammate co-viewing live and an
+outsider getting 404; a comparison made with the New comparison form and a sweep."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from chat import compare
+from chat.forms import family_defaults
+from chat.models import Completion, Conversation, Message
+from tests.browser.conftest import served_simulator, sim_endpoint, until, wait_synced
+from tests.conftest import PASSWORD
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+KEY = "browser-compare-key"
+
+
+@pytest.fixture(scope="module")
+def sims():
+    """Two "deployments": slow enough to watch three panes stream and to stop one mid-answer."""
+    with served_simulator(KEY, token_delay=0.04) as a, served_simulator(KEY, token_delay=0.04) as b:
+        yield a, b
+
+
+@pytest.fixture(autouse=True)
+def clear(sims):
+    for sim in sims:
+        sim.requests.clear()
+
+
+def chat_bodies(sim) -> list[dict]:
+    return [r.json for r in sim.requests if r.path.endswith("/chat/completions")]
+
+
+def log_in(page, live_server_url, user, path="/"):
+    page.goto(f"{live_server_url}/login/?next={path}")
+    page.fill("input[name=username]", user.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(re.escape(live_server_url + path.split("?")[0])))
+
+
+def type_and_send(page, text: str) -> None:
+    box = page.locator("#composer textarea")
+    box.click()
+    box.press_sequentially(text, delay=25)  # a person typing
+    box.press("Enter")
+
+
+def answered(page, turns: int = 1, timeout: float = 30_000) -> None:
+    """The message was accepted (its turn is shown) and no pane answers any more."""
+    expect(page.locator(".turn")).to_have_count(turns)
+    expect(page.locator(".pane-state[data-state='streaming']")).to_have_count(0, timeout=timeout)
+
+
+def pane_state(page, pane):
+    return page.locator(f"#pane-state-{pane.public_id}")
+
+
+def cell(page, pane):
+    return page.locator(f".turn:last-child .pane-cell[data-pane='{pane.public_id}']")
+
+
+@pytest.fixture
+def endpoints(sims):
+    return sim_endpoint(sims[0].url, KEY, "sim/qwen3"), sim_endpoint(sims[1].url, KEY, "sim/gemma-4")
+
+
+def test_three_panes_stream_at_once_stop_one_the_others_finish(live_server_url, page, owner, endpoints, sims):
+    a, b = endpoints
+    comparison = compare.new_comparison(owner, [(a, {}), (b, {}), (a, {"temperature": 1.2})], title="Three panes")
+    comparison.options = {"max_tokens": 160}
+    comparison.save()
+    panes = list(comparison.panes.all())
+    log_in(page, live_server_url, owner, f"/c/{comparison.public_id}/")
+    wait_synced(page)
+    expect(page.locator(".pane-head .chip")).to_have_text(["temperature 1.2"])
+
+    type_and_send(page, "Tell me a story about three rivers")
+    # All three stream at once: each pane is answering and has text, while none has finished.
+    for pane in panes:
+        expect(pane_state(page, pane)).to_have_attribute("data-state", "streaming")
+    for pane in panes:
+        expect(cell(page, pane).locator(".content.streaming")).not_to_be_empty()
+    assert page.locator(".pane-state[data-state='streaming']").count() == 3
+    expect(page.locator("#composer textarea")).to_have_value("")  # accepted: the composer is cleared
+    expect(page.locator("#stop-button")).to_be_visible()  # Stop all
+
+    # Stop the second pane: it stops, the others go on and finish.
+    page.get_by_role("button", name="Stop pane 2").click()
+    expect(pane_state(page, panes[1])).to_have_attribute("data-state", "idle")
+    expect(cell(page, panes[1]).locator(".badge.warn")).to_have_text("stopped")
+    assert page.locator(".pane-state[data-state='streaming']").count() == 2
+    for pane in (panes[0], panes[2]):
+        expect(pane_state(page, pane)).to_have_attribute("data-state", "idle", timeout=30_000)
+        expect(cell(page, pane).locator(".metrics")).to_contain_text("TTFT")
+        expect(cell(page, pane).locator(".metrics")).to_contain_text("finish:")
+    expect(page.locator("#stream-status")).to_have_attribute("data-state", "idle")
+    expect(page.locator("#stop-button")).to_be_hidden()
+    statuses = {m.pane_id: m.status for m in Message.objects.filter(conversation=comparison, role="assistant")}
+    assert statuses == {panes[0].pk: "complete", panes[1].pk: "cancelled", panes[2].pk: "complete"}
+
+    # What each upstream received: the same message, each pane's model and values.
+    sent = chat_bodies(sims[0]) + chat_bodies(sims[1])
+    assert sorted((body["model"], body.get("temperature")) for body in sent)[0][0] == "sim/gemma-4"
+    assert any(body["model"] == "sim/qwen3" and body["temperature"] == 1.2 for body in sent)
+    assert all(body["messages"][-1]["content"] == "Tell me a story about three rivers" for body in sent)
+
+    # Stop all, on the next message.
+    type_and_send(page, "And another, much longer")
+    expect(page.locator(".pane-state[data-state='streaming']")).to_have_count(3)
+    page.locator("#stop-button").click()
+    expect(page.locator(".pane-state[data-state='streaming']")).to_have_count(0)
+    expect(page.locator(".turn:last-child .badge.warn")).to_have_count(3)
+
+
+def answered_with_logprobs(page, live_server_url, owner, endpoint):
+    comparison = compare.new_comparison(owner, [(endpoint, {"seed": 1}), (endpoint, {"seed": 2, "temperature": 1.5})], title="Logprobs")
+    log_in(page, live_server_url, owner, f"/c/{comparison.public_id}/")
+    wait_synced(page)
+    return comparison
+
+
+def test_diff_and_first_divergence_of_two_logprob_answers(live_server_url, page, owner, endpoints):
+    comparison = answered_with_logprobs(page, live_server_url, owner, endpoints[0])
+    # Logprobs on for every pane, from the shared settings form.
+    page.locator("#id_options").press_sequentially("logprobs=true, top_logprobs=5, max_tokens=60", delay=10)
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#id_options")).to_have_value("logprobs=on, top_logprobs=5, max_tokens=60")
+    type_and_send(page, "Describe the sea at night")
+    answered(page)
+    expect(page.locator(".turn:last-child .lp-content").first).to_be_attached()  # the token views
+
+    page.get_by_role("button", name="Show the diff").click()
+    view = page.locator("#diff-view")
+    expect(view.locator(".text-diff")).to_be_visible()
+    expect(view.locator(".text-diff ins, .text-diff del").first).to_be_visible()
+    expect(view.locator(".first-divergence")).to_contain_text("At token")
+    expect(view.locator(".divergence-side")).to_have_count(2)
+    expect(view.locator(".divergence-side").first.locator(".alternatives tbody tr").first).to_be_visible()
+    # The view says what the stored answers say.
+    first, second = (m for m in Message.objects.filter(conversation=comparison, role="assistant").order_by("pane__position"))
+    divergence = compare.first_divergence(first.logprobs, second.logprobs)
+    expect(view.locator(".first-divergence")).to_contain_text(f"At token {divergence.index + 1}")
+    expect(view.locator(".chosen-token").first).to_have_text(divergence.a.token)
+
+
+def test_replay_on_another_endpoint_changes_only_the_model(live_server_url, page, owner, endpoints, sims):
+    a, b = endpoints
+    conversation = Conversation.objects.create(owner=owner, endpoint=a, options={**family_defaults(a), "seed": 3, "max_tokens": 50})
+    log_in(page, live_server_url, owner, f"/c/{conversation.public_id}/")
+    wait_synced(page)
+    type_and_send(page, "What is a river delta?")
+    expect(page.locator(".message.assistant .content.markdown")).not_to_be_empty(timeout=30_000)
+    [original] = chat_bodies(sims[0])
+
+    page.locator(".message.assistant .replay-link").click()
+    page.wait_for_url(re.compile("/replay"))
+    page.select_option("#id_endpoint", label=b.name_and_model)
+    page.get_by_role("button", name="Replay").click()
+    page.wait_for_url(re.compile(r"/c/[0-9a-f-]+/$"))
+    comparison = Conversation.objects.filter(kind="compare", owner=owner).get()
+    panes = list(comparison.panes.all())
+    expect(pane_state(page, panes[1])).to_have_attribute("data-state", "idle", timeout=30_000)
+    expect(page.locator(f".pane-cell[data-pane='{panes[1].public_id}'] .content.markdown")).not_to_be_empty()
+    expect(page.locator(f".pane-cell[data-pane='{panes[0].public_id}'] .content.markdown")).not_to_be_empty()  # the original
+    until(lambda: len(chat_bodies(sims[1])) == 1)
+    [replayed] = chat_bodies(sims[1])
+    assert {k: v for k, v in replayed.items() if k != "model"} == {k: v for k, v in original.items() if k != "model"}
+    assert (original["model"], replayed["model"]) == ("sim/qwen3", "sim/gemma-4")
+    assert Completion.objects.filter(conversation=comparison, status="complete").count() == 2
+
+
+def test_teammate_co_views_live_and_an_outsider_gets_404(live_server_url, browser, page, owner, teammate, outsider, team, endpoints):
+    a, b = endpoints
+    comparison = compare.new_comparison(owner, [(a, {}), (b, {"temperature": 0.3})], title="Shared comparison")
+    comparison.team, comparison.visibility, comparison.options = team, "team", {"max_tokens": 120}
+    comparison.save()
+    panes = list(comparison.panes.all())
+    url = f"/c/{comparison.public_id}/"
+    log_in(page, live_server_url, owner, url)
+    wait_synced(page)
+
+    mate_context = browser.new_context()
+    outsider_context = browser.new_context()
+    try:
+        mate = mate_context.new_page()
+        mate.set_default_timeout(10_000)
+        log_in(mate, live_server_url, teammate, url)
+        wait_synced(mate)
+        expect(mate.locator("#composer")).to_have_count(0)
+        expect(mate.get_by_text("Read-only: this comparison belongs to alice")).to_be_visible()
+
+        type_and_send(page, "Watched by the team")
+        # The teammate sees both panes stream, without reloading.
+        for pane in panes:
+            expect(pane_state(mate, pane)).to_have_attribute("data-state", "streaming")
+            expect(cell(mate, pane).locator(".content.streaming")).not_to_be_empty()
+        expect(mate.locator(".turn:last-child .message.user")).to_contain_text("Watched by the team")
+        for pane in panes:
+            expect(pane_state(mate, pane)).to_have_attribute("data-state", "idle", timeout=30_000)
+            expect(cell(mate, pane).locator(".content.markdown")).not_to_be_empty()
+        expect(mate.locator(".pane-stop")).to_have_count(0)
+
+        stranger = outsider_context.new_page()
+        log_in(stranger, live_server_url, outsider, "/")
+        response = stranger.goto(live_server_url + url)
+        assert response.status == 404
+        assert stranger.goto(f"{live_server_url}/c/{comparison.public_id}/compare/diff?a={panes[0].public_id}&b={panes[1].public_id}").status == 404
+    finally:
+        mate_context.close()
+        outsider_context.close()
+
+
+def test_new_comparison_form_with_a_sweep(live_server_url, page, owner, endpoints, sims):
+    a, _ = endpoints
+    log_in(page, live_server_url, owner, "/compare/new")
+    page.select_option("#id_endpoint_0", label=a.name_and_model)
+    page.locator("#id_overrides_0").press_sequentially("temperature=hot", delay=10)
+    page.select_option("#id_endpoint_1", index=0)  # (no pane)
+    page.get_by_role("button", name="Create the comparison").click()
+    # A clear message; what was typed is still there.
+    expect(page.get_by_text("temperature: must be a number")).to_be_visible()
+    expect(page.locator("#id_overrides_0")).to_have_value("temperature=hot")
+    page.locator("#id_overrides_0").fill("enable_thinking=off")
+    page.get_by_text("Or add a sweep").click()
+    page.select_option("#id_sweep-endpoint", label=a.name_and_model)
+    page.select_option("#id_sweep-parameter", "seed")
+    page.locator("#id_sweep-values").press_sequentially("1..3", delay=10)
+    page.get_by_role("button", name="Create the comparison").click()
+    page.wait_for_url(re.compile(r"/c/[0-9a-f-]+/$"))
+    expect(page.locator(".pane-head")).to_have_count(4)
+    expect(page.locator(".pane-head .chip")).to_have_text(["enable_thinking off", "seed 1", "seed 2", "seed 3"])
+    wait_synced(page)
+    type_and_send(page, "Hi")
+    answered(page)
+    seeds = sorted(body.get("seed") or 0 for body in chat_bodies(sims[0]))
+    assert seeds == [0, 1, 2, 3]
+    thinking_off = [b for b in chat_bodies(sims[0]) if "seed" not in b]
+    assert thinking_off[0]["chat_template_kwargs"]["enable_thinking"] is False
