@@ -87,6 +87,8 @@ class CompletionRun:
         self.message = message
         self.endpoint = completion.endpoint
         self._send = emit
+        # A sink without viewers (a batch row, chat.batch) says renders = False: no fragments are made.
+        self.renders = getattr(emit, "renders", True)
         self.opened = opened  # set once the placeholder is out: fragments that target it wait for it
         self.acc = StreamAccumulator()
         family = FAMILIES.get(self.endpoint.family, FAMILIES["generic"])
@@ -199,6 +201,8 @@ class CompletionRun:
     # --- batching and checkpoints ---------------------------------------------------
 
     async def _maybe_flush(self) -> None:
+        if not self.renders:
+            return
         now = time.monotonic()
         interval = flush_interval(liveness.live_count())
         if now - self.last_flush >= interval:
@@ -214,6 +218,9 @@ class CompletionRun:
         if self.flush_handle is not None:
             self.flush_handle.cancel()
             self.flush_handle = None
+        if not self.renders:
+            self.pending_content, self.pending_reasoning, self.tools_dirty = [], [], False
+            return
         parts = []
         if self.pending_reasoning:
             if self.thinking_state == "none":
@@ -289,6 +296,8 @@ class CompletionRun:
             status, error = Message.Status.ERROR, "Internal error while saving the answer; the text so far is kept. See the server log."
             await asyncio.shield(database_sync_to_async(self._save_failure)(error))
         self.saved = True  # from here on only fragments go out: a new run may start
+        if not self.renders:
+            return
         await self.flush()  # the last batch: the live view is whole before the final render replaces it
         # Markdown + Pygments can take tens of ms on a long answer: keep it off the event loop.
         final = await asyncio.to_thread(self.final_fragment)
@@ -355,6 +364,11 @@ class CompletionRun:
                 completion.tokens_per_s = tokens / generating
         # Only what the run changed (the request body, saved before the upstream was called, stays).
         completion.save(update_fields=FINAL_FIELDS)
+        saved = getattr(self._send, "saved", None)  # a batch row's result, in the answer's transaction
+        if saved is not None:
+            saved(self, status)
+        if not self.renders:
+            return
         # The final render replaces the placeholder's row: it keeps the ◀ i/N ▶ of a regenerated answer
         # (its alternatives: the messages beside it, read now, not the whole conversation).
         siblings = self.message.conversation.messages.filter(parent_id=self.message.parent_id, removed=False)
