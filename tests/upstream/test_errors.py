@@ -37,7 +37,7 @@ def test_every_error_transcript_parses(transcript):
 
 
 def test_the_transcripts_have_these_errors():
-    assert len(ERRORS) == 12  # 08a-h, 08j-l, 10a (08i got a 200)
+    assert len(ERRORS) == 13  # 08a-h, 08j-l, 10a (08i got a 200), 11e (/tokenize of an unknown model)
     error = parse_error_body(400, transcripts()["08j_err_temperature_negative"].body)
     assert str(error) == "HTTP 400: temperature must be non-negative, got -1.0. (parameter=temperature, value=-1.0)"
     assert error.param == "temperature" and error.type == "BadRequestError"
