@@ -23,6 +23,7 @@ from playwright.sync_api import expect
 
 from chat import probe
 from chat.models import Message
+from tests.browser.compared import compared
 from tests.browser.conftest import sim_endpoint, until, wait_synced
 from tests.browser.rich import ANSWER, TAGLINES, rich_conversation
 from tests.conftest import PASSWORD
@@ -160,6 +161,20 @@ def test_every_page_passes_axe_without_serious_violations(live_server_url, brows
     audit("endpoint console: probe confirmation")
     page.goto(f"{live_server_url}/c/{rich.public_id}/fork")
     audit("fork")
+    comparison = compared(staff, endpoint)  # issue 15: a comparison, its diff, a new one, Replay on…
+    page.goto(f"{live_server_url}/c/{comparison.public_id}/")
+    wait_synced(page)
+    audit("comparison")
+    if viewport is PHONE:  # the diff, the panes and the shared settings open as a drawer
+        page.locator("#settings-toggle").click()
+        expect(page.locator("#settings")).to_be_visible()
+    page.locator("#diff-button").click()
+    expect(page.locator("#diff-view .first-divergence")).to_be_visible()
+    audit("comparison: diff")
+    page.goto(f"{live_server_url}/compare/new")
+    audit("new comparison")
+    page.goto(f"{live_server_url}/completions/{comparison.completions.first().public_id}/replay")
+    audit("Replay on…")
     page.goto(f"{live_server_url}/no/such/page/")
     audit("404")
     page.set_content(render_to_string("500.html"))  # (rendered as Django renders it: without a request)
