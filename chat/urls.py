@@ -72,3 +72,8 @@ urlpatterns = [
     path("endpoints/<int:pk>/load", views_endpoint.endpoint_load, name="endpoint_load"),
     path("healthz", views.healthz, name="healthz"),
 ]
+
+# Batch runs (issue 16): chat.urls_batch.
+from chat.urls_batch import urlpatterns as batch_urlpatterns  # noqa: E402
+
+urlpatterns += batch_urlpatterns

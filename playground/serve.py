@@ -51,9 +51,22 @@ def finalize_on_start_and_stop(loop) -> None:
         liveness.finalize_orphans()
     except Exception as error:  # e.g. no tables yet: migrate has not run
         print(f"HexGrid Playground: could not check for interrupted answers ({error})", file=sys.stderr, flush=True)
+    from django.conf import settings
+
+    worker = None
+    if settings.BATCH_WORKER:  # batch runs' worker (playground.batchworker): one command runs everything
+        from playground import batchworker
+
+        worker = batchworker.start()
+
     def before_shutdown():
         liveness.stopping = True  # at once: a socket closed from here on stops its run, not detach it
-        return defer.Deferred.fromFuture(asyncio.ensure_future(liveness.stop_all(), loop=loop))
+        stopped = defer.Deferred.fromFuture(asyncio.ensure_future(liveness.stop_all(), loop=loop))
+        if worker is None:
+            return stopped
+        from twisted.internet import threads  # the worker stops while Daphne still serves (the simulator)
+
+        return defer.gatherResults([stopped, threads.deferToThread(batchworker.stop, worker)])
 
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
 
