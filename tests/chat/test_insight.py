@@ -95,7 +95,12 @@ def test_the_meter_counts_exactly_the_next_request(conversation, owner, simulato
     from asgiref.sync import async_to_sync
 
     plain = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
-    answer = async_to_sync(conversation.endpoint.client().create_chat)({**plain, "max_tokens": 2})
+
+    async def complete():
+        async with probe.client_for(conversation.endpoint) as client:
+            return await client.create_chat({**plain, "max_tokens": 2})
+
+    answer = async_to_sync(complete)()
     assert count == answer["usage"]["prompt_tokens"]
     html = response.content.decode()
     assert f"of 32768" in html and f"room for {32768 - count} (max_tokens 64)" in html and 'data-fits="true"' in html
