@@ -303,6 +303,8 @@ def start_send(public_id, user, content: str) -> Started:
         user_message = branches.add_child(conversation, parent, siblings_selected=False, role="user", content=content)
         user_message.conversation = conversation
         started = Started(user_message, [], [])
+        # Every row is written in two queries (bulk), not two per pane: this is before any first token.
+        planned = []
         for pane in panes:
             problem, body = "", None
             endpoint = pane.endpoint
@@ -316,20 +318,21 @@ def start_send(public_id, user, content: str) -> Started:
                     body = build_payload(endpoint.model_id, api, pane_values(conversation, pane))
                 except PayloadError as e:
                     problem = f"Not sent: the request is not valid: {e}"
-            completion = None
-            if body is not None:
-                completion = Completion.objects.create(
-                    conversation=conversation, endpoint=endpoint, user=user, request_body=body,
-                    status=Completion.Status.STREAMING, worker=liveness.worker_id(),
-                )
-            reply = Message.objects.create(
-                conversation=conversation, parent=user_message, position=user_message.position + 1, role="assistant",
-                completion=completion, pane=pane,  # every pane's answer is searched (is_active)
-                status=Message.Status.STREAMING if completion else Message.Status.ERROR, error=problem,
+            completion = None if body is None else Completion(
+                conversation=conversation, endpoint=endpoint, user=user, request_body=body,
+                status=Completion.Status.STREAMING, worker=liveness.worker_id(),
             )
+            planned.append((pane, completion, problem))
+        Completion.objects.bulk_create([c for _, c, _ in planned if c is not None])
+        replies = Message.objects.bulk_create([
+            Message(conversation=conversation, parent=user_message, position=user_message.position + 1, role="assistant",
+                    completion=completion, pane=pane,  # every pane's answer is searched (is_active)
+                    status=Message.Status.STREAMING if completion else Message.Status.ERROR, error=problem)
+            for pane, completion, problem in planned
+        ])
+        for (pane, completion, _), reply in zip(planned, replies):
             reply.conversation, reply.pane = conversation, pane
             if completion is not None:
-                completion.endpoint = endpoint
                 started.runs.append((pane, completion, reply))
             else:
                 started.failed.append((pane, reply))

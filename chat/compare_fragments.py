@@ -7,6 +7,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 
 from chat import compare, fragments
 from chat.models import Message
@@ -33,7 +34,7 @@ class Board:
     def turns(self) -> list[compare.Turn]:
         turns = compare.turns(self.messages)
         for turn in turns:
-            turn.cells = [(pane, turn.answers.get(pane.pk, [])) for pane in self.panes]
+            turn.cells = [(pane, turn.answers.get(pane.pk, []), None) for pane in self.panes]
         return turns
 
     @property
@@ -77,7 +78,15 @@ def opening(started: compare.Started) -> str:
     for pane in panes:
         pane.chips = compare.chips(pane.overrides)
     turn = compare.Turn([user_message], {pk: [reply] for pk, reply in replies.items()})
-    turn.cells = [(pane, turn.answers.get(pane.pk, [])) for pane in panes]
+    # The placeholders differ only in their ids: one is rendered, the others are copies of it
+    # (this render is on the way to each pane's first token).
+    placeholder, first = None, None
+    rows = {}
+    for pane, _, reply in started.runs:
+        if placeholder is None:
+            placeholder, first = fragments.row([reply]), str(reply.public_id)
+        rows[pane.pk] = mark_safe(placeholder.replace(first, str(reply.public_id)))
+    turn.cells = [(pane, turn.answers.get(pane.pk, []), rows.get(pane.pk)) for pane in panes]
     html = render_to_string(f"{PAGE}#turn", {"turn": turn, "conversation": conversation, "answered_calls": (), "oob": ""})
     parts = [f'<div id="messages" hx-swap-oob="beforeend">{html}</div>']
     parts += [pane_state(pane, streaming=True) for pane, *_ in started.runs]
