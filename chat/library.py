@@ -182,7 +182,9 @@ def diff_versions(old: PromptVersion, new: PromptVersion) -> dict:
         messages.append(MessageDiff(a["role"], b["role"], left, right, changed=a != b))
     old_lines = json.dumps(old.values, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
     new_lines = json.dumps(new.values, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
-    settings = [line for line in difflib.unified_diff(old_lines, new_lines, f"v{old.number}", f"v{new.number}", lineterm="")]
+    # The changed lines with three of context; the file and hunk headers say nothing here.
+    settings = [line for line in difflib.unified_diff(old_lines, new_lines, lineterm="", n=3)
+                if not line.startswith(("---", "+++", "@@"))]
     return {"old": old, "new": new, "messages": messages, "settings": settings,
             "changed": any(m.changed for m in messages) or bool(settings)}
 

@@ -25,6 +25,7 @@ from chat import probe
 from chat.models import Message
 from tests.browser.compared import compared
 from tests.browser.conftest import sim_endpoint, until, wait_synced
+from tests.browser.library_pages import library_pages
 from tests.browser.rich import ANSWER, TAGLINES, rich_conversation
 from tests.conftest import PASSWORD
 
@@ -175,6 +176,23 @@ def test_every_page_passes_axe_without_serious_violations(live_server_url, brows
     audit("new comparison")
     page.goto(f"{live_server_url}/completions/{comparison.completions.first().public_id}/replay")
     audit("Replay on…")
+    prompt, testset = library_pages(staff)  # issue 16: the library, a prompt and its diff, a test set, Use a prompt
+    page.goto(f"{live_server_url}/library/")
+    audit("library")
+    page.goto(f"{live_server_url}/p/{prompt.public_id}/")
+    page.get_by_role("button", name="Compare").click()
+    expect(page.locator("#prompt-diff ins").first).to_be_visible()
+    audit("prompt editor and a diff")
+    page.goto(f"{live_server_url}/t/{testset.public_id}/")
+    page.get_by_role("button", name="Edit row 1", exact=True).click()
+    expect(page.locator("#case-0.editing")).to_be_visible()
+    audit("test set, a row being edited")
+    page.goto(f"{live_server_url}/c/{rich.public_id}/")
+    wait_synced(page)
+    page.get_by_text("Use a prompt from the library…").click()
+    page.select_option("#use-prompt-choice", str(prompt.public_id))
+    expect(page.locator("#var-city")).to_be_visible()
+    audit("conversation: Use a prompt")
     page.goto(f"{live_server_url}/no/such/page/")
     audit("404")
     page.set_content(render_to_string("500.html"))  # (rendered as Django renders it: without a request)
