@@ -25,7 +25,7 @@ class EndpointChoiceField(forms.ModelChoiceField):
         label = endpoint.name_and_model
         if endpoint.last_check_ok is False:
             label += " (last check failed)"
-        summary = probe.summary(endpoint)  # issue 17: what the capability probe found
+        summary = probe.summary(endpoint, short=True)  # issue 17: what the capability probe found
         if summary:
             label += f" · {summary}"
         return label

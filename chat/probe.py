@@ -80,13 +80,16 @@ def cells(endpoint) -> list[dict]:
     return [c for c in rows if isinstance(c, dict) and c.get("key")] if isinstance(rows, list) else []
 
 
-def summary(endpoint) -> str:
-    """One line for the pickers: "probe 16/18 pass · 2 not supported", or "" before any probe."""
+def summary(endpoint, *, short: bool = False) -> str:
+    """One line: "probe 16/18 pass · 2 not supported" (short, for a select's options: "probe 16/18
+    pass", plus the failures), or "" before any probe."""
     rows = cells(endpoint)
     if not rows:
         return ""
     count = {s: sum(1 for c in rows if c.get("status") == s) for s in (PASS, FAIL, UNSUPPORTED)}
     parts = [f"probe {count[PASS]}/{len(rows)} pass"]
+    if short:
+        return parts[0] + (f" · {count[FAIL]} failed" if count[FAIL] else "")
     if count[UNSUPPORTED]:
         parts.append(f"{count[UNSUPPORTED]} not supported")
     if count[FAIL]:
