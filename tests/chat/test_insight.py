@@ -271,7 +271,7 @@ def test_pickers_summarise_the_probe_and_the_panel_marks_what_failed(conversatio
     qwen.probed_at = timezone.now()
     qwen.save()
     page = logged_in(owner).get(reverse("chat:conversation", args=[conversation.public_id])).content.decode()
-    assert "sim qwen — sim/qwen3 · probe 1/2 pass · 1 failed" in page  # the picker's option
+    assert "sim qwen — sim/qwen3 · probe 1/2 pass · 1 failed" in page  # the picker's option (short)
     field = page.split('id="field-structured_outputs__kind"')[1].split('id="field-')[0]
     assert 'class="probe-note"' in field and "structured_outputs regex: failed on this endpoint — HTTP 400: regex &lt;unsupported&gt;" in field
     assert "it can still be sent" in field
