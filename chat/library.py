@@ -85,6 +85,31 @@ def apply(conversation: Conversation, values: dict, *, user) -> PanelForm:
     return form
 
 
+def pane_overrides(values: dict) -> tuple[dict, list[str]]:
+    """A snapshot as a comparison pane's overrides (chat.compare), each checked as a pane checks it
+    (CompareError names a value it refuses), and what a pane cannot take (the system prompt is the
+    comparison's, shared by every pane)."""
+    from chat import compare
+
+    overrides: dict = {}
+    options = option_values(values)
+    kwargs = options.pop("chat_template_kwargs", None)
+    if isinstance(kwargs, dict):  # before enable_thinking: merge() applies overrides in order
+        rest = {k: v for k, v in kwargs.items() if k != compare.THINKING}
+        if rest:
+            overrides["chat_template_kwargs"] = compare.check_override("chat_template_kwargs", rest)
+        if compare.THINKING in kwargs:
+            overrides[compare.THINKING] = compare.check_override(compare.THINKING, kwargs[compare.THINKING])
+    for name, value in options.items():
+        overrides[name] = compare.check_override(name, value)
+    skipped = []
+    if values.get("system_prompt"):
+        skipped.append("the system prompt (the comparison's shared settings have it)")
+    if values.get("canned_results"):
+        skipped.append("the canned tool results")
+    return overrides, skipped
+
+
 def describe(values: dict) -> list[str]:
     """A snapshot in a few words, for lists: which settings it holds."""
     parts = []

@@ -11,21 +11,21 @@ import json
 
 from django.contrib import messages as django_messages
 from django.db import transaction
-from django.db.models import Count, Max, Prefetch
+from django.db.models import Count, Max
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
 from chat import branches, library, testdata
 from chat.forms_library import ColumnForm, NameForm, NewTestSetForm, PromptForm, TestSetImportForm
-from chat.models import Message
+from chat.models import Conversation, Message
 from chat.models_library import Preset, Prompt, PromptVersion, TestCase, TestSet
 from chat.panel import PanelForm
 from chat.sharing import VisibilityForm
 from chat.templating import ROLES, TemplateError, valid_name, variables
-from django_htmx.http import reswap, retarget
-
 from chat.views import _page_context, _thread_changed, editable_conversation, visible_conversation
 
 LIBRARY = "chat/library.html"
@@ -271,6 +271,38 @@ def preset_apply(request: HttpRequest, public_id) -> HttpResponse:
     response = render(request, "chat/conversation.html#settings-panel", context)
     response.content += _presets_partial(request, conversation, oob=True, preset_applied=None if form.errors else preset).encode()
     return response
+
+
+@require_POST
+def pane_preset(request: HttpRequest, public_id, pane_id) -> HttpResponse:
+    """One step: a preset becomes a comparison pane's overrides (its settings on top of the shared ones)."""
+    from chat import compare
+
+    conversation = editable_conversation(request, public_id)
+    if conversation.kind != Conversation.Kind.COMPARE:
+        raise Http404("No such comparison")
+    panes = list(conversation.panes.all())
+    pane = next((p for p in panes if str(p.public_id) == str(pane_id)), None)
+    if pane is None:
+        raise Http404("No such pane")
+    label = f"pane {panes.index(pane) + 1}"
+    preset = Preset.objects.visible_to(request.user).filter(public_id=request.POST.get("preset") or None).first()
+    if preset is None:
+        django_messages.error(request, f"Choose a preset to apply to {label}.")
+    elif compare.streaming(conversation):
+        django_messages.error(request, "The panes are answering: stop them before changing a pane.")
+    else:
+        try:
+            overrides, skipped = library.pane_overrides(preset.values)
+        except compare.CompareError as e:
+            django_messages.error(request, f"Preset “{preset.name}” not applied to {label}: {e}")
+        else:
+            pane.overrides = overrides
+            pane.save(update_fields=["overrides"])
+            note = f"; not taken: {', '.join(skipped)}" if skipped else ""
+            django_messages.success(request, f"Preset “{preset.name}” applied to {label}{note}.")
+    # The page is drawn again with the pane's new chips and the message (as Add a pane does).
+    return HttpResponseClientRedirect(reverse("chat:conversation", args=[conversation.public_id]))
 
 
 # --- prompts in a conversation ---------------------------------------------------------------------------
@@ -543,9 +575,3 @@ def testset_column_delete(request: HttpRequest, public_id) -> HttpResponse:
     error = "A test set keeps at least one variable column." if name in testset.variables else "No such column."
     return render(request, f"{TESTSET}#table", _testset_context(request, testset, table_error=error))
 
-
-def prompts_for_conversation(user):
-    """Prompts with at least one version, for the conversation's Use a prompt."""
-    return (Prompt.objects.visible_to(user).filter(versions__isnull=False).distinct()
-            .prefetch_related(Prefetch("versions", queryset=PromptVersion.objects.order_by("-number")))
-            .order_by("name"))

@@ -51,3 +51,13 @@ def conversation_presets(context, conversation) -> dict:
     user = context["request"].user
     return {"conversation": conversation, "can_edit": conversation.can_edit(user), "request": context["request"],
             "presets": Preset.objects.visible_to(user).order_by("name"), "csrf_token": context.get("csrf_token")}
+
+
+@register.inclusion_tag("chat/_library_conversation.html#pane-preset", takes_context=True)
+def pane_presets(context, conversation, pane) -> dict:
+    """A pane's preset picker, for its owner (the board is also redrawn from socket frames, without a
+    request: only the owner ever gets can_edit, so the owner's presets are listed)."""
+    request = context.get("request")
+    user = request.user if request is not None else (conversation.owner if context.get("can_edit") else None)
+    presets = Preset.objects.visible_to(user).order_by("name").only("public_id", "name") if user else []
+    return {"conversation": conversation, "pane": pane, "presets": presets}

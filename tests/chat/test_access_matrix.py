@@ -123,6 +123,7 @@ HTTP = [
     ("apply a preset",              "preset_apply",           "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
     ("use a prompt: its form",      "use_prompt_form",        "GET",  1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
     ("use a prompt",                "use_prompt",             "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("a preset on a compare pane",  "compare_pane_preset",    "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
 ]
 
 # Patterns outside the app, and where they are covered.
@@ -196,7 +197,9 @@ def library_world(owner, team) -> dict:
         testset = TestSet.objects.create(owner=owner, name=f"{state} cases", variables=["city"], **sharing)
         TestCase.objects.create(test_set=testset, position=0, values={"city": "Oslo"})
         preset = Preset.objects.create(owner=owner, name=f"{state} preset", values={"options": {"temperature": 0.5}}, **sharing)
-        library[state] = {"prompt": prompt, "testset": testset, "preset": preset}
+        comparison = Conversation.objects.create(owner=owner, kind="compare", title=f"{state} comparison", **sharing)
+        pane = comparison.panes.create(position=0)
+        library[state] = {"prompt": prompt, "testset": testset, "preset": preset, "comparison": comparison, "pane": pane}
     return library
 
 
@@ -230,6 +233,7 @@ def library_request(route: str, world, state: str) -> tuple[str, dict, dict] | N
         "preset_apply": ([c.public_id], {}, {"preset": str(preset.public_id)}),
         "use_prompt_form": ([c.public_id], {"prompt": str(prompt.public_id)}, {}),
         "use_prompt": ([c.public_id], {}, {"prompt": str(prompt.public_id), "var_city": "Oslo"}),
+        "compare_pane_preset": ([lib["comparison"].public_id, lib["pane"].public_id], {}, {"preset": str(preset.public_id)}),
     }
     if name not in routes:
         return None

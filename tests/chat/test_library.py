@@ -429,3 +429,45 @@ def test_history_lists_library_items_in_scope_and_search(client, owner, teammate
     assert "Teammate preset" in body and "Weather prompt" not in body
     body = page(client, outsider, reverse("chat:index"), data={"scope": "all", "q": "weather"}).content.decode()
     assert "Weather" not in body
+
+
+# --- a preset on a comparison pane -----------------------------------------------------------------------
+
+
+def test_a_preset_becomes_a_panes_overrides_in_one_step(client, owner, teammate, team, qwen):
+    from chat import compare
+
+    comparison = compare.new_comparison(owner, [(qwen, {"temperature": 1.0}), (qwen, {})])
+    comparison.team, comparison.visibility = team, "team"
+    comparison.save()
+    first, second = comparison.panes.all()
+    preset = Preset.objects.create(owner=owner, name="Cool", values={
+        "system_prompt": "Be brief.", "options": {"temperature": 0.1, "chat_template_kwargs": {"enable_thinking": False}},
+        "tools": [], "response_format": {"type": "json_object"}, "canned_results": {}})
+    url = reverse("chat:compare_pane_preset", args=[comparison.public_id, second.public_id])
+    client.force_login(owner)
+    response = client.post(url, {"preset": str(preset.public_id)}, headers=HTMX)
+    assert response.status_code == 200 and response["HX-Redirect"] == reverse("chat:conversation", args=[comparison.public_id])
+    second.refresh_from_db()
+    assert second.overrides == {"enable_thinking": False, "temperature": 0.1, "response_format": {"type": "json_object"}}
+    body = client.get(reverse("chat:conversation", args=[comparison.public_id])).content.decode()
+    assert "Preset “Cool” applied to pane 2; not taken: the system prompt" in body
+    assert "temperature 0.1" in body and 'aria-label="Apply the preset to pane 1"' in body
+    values = compare.pane_values(comparison, second)
+    assert values["temperature"] == 0.1 and values["chat_template_kwargs"]["enable_thinking"] is False
+    first.refresh_from_db()
+    assert first.overrides == {"temperature": 1.0}  # the other pane is as it was
+
+    bad = Preset.objects.create(owner=owner, name="Bad", values={"options": {"top_p": 9}})
+    client.post(url, {"preset": str(bad.public_id)}, headers=HTMX)
+    second.refresh_from_db()
+    assert second.overrides["temperature"] == 0.1
+    assert "Preset “Bad” not applied to pane 2: top_p" in client.get(reverse("chat:conversation", args=[comparison.public_id])).content.decode()
+
+    client.force_login(teammate)  # reads the shared comparison, changes no pane, sees no picker
+    assert client.post(url, {"preset": str(preset.public_id)}).status_code == 404
+    assert "Apply the preset to pane" not in client.get(reverse("chat:conversation", args=[comparison.public_id])).content.decode()
+    chat = Conversation.objects.create(owner=owner, endpoint=qwen)
+    client.force_login(owner)
+    assert client.post(reverse("chat:compare_pane_preset", args=[chat.public_id, second.public_id]),
+                       {"preset": str(preset.public_id)}).status_code == 404
