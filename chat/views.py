@@ -73,6 +73,8 @@ def conversation(request: HttpRequest, public_id) -> HttpResponse:
         from chat import views_compare
 
         return views_compare.page(request, conversation)
+    if conversation.kind == Conversation.Kind.BATCH:  # the history lists a batch run's conversation as the run
+        return redirect("chat:batch_run", public_id=conversation.batch_run.public_id)
     # An answer left "streaming" by a server that stopped is finalized before it is shown.
     liveness.finalize_orphans(conversation.messages.all())
     return render(request, "chat/conversation.html", _page_context(request, conversation))

@@ -104,9 +104,11 @@ def run_compare(request: HttpRequest, public_id) -> HttpResponse:
             if batch_results.is_uuid(request.GET["with"]) else None
         if other is None:
             raise Http404("No such batch run")
-    comparison = batch_results.compare(run, other) if other else None
+    # The earlier run is A, the later one B: the delta and "fixed" / "broke" read forward in time.
+    earlier, later = sorted([run, other], key=lambda r: (r.created_at, r.pk)) if other else (None, None)
+    comparison = batch_results.compare(earlier, later) if other else None
     return render(request, "chat/batch_compare.html", {"run": run, "other": other, "others": others, "comparison": comparison,
-                                                        "show_all": request.GET.get("all") == "1"})
+                                                        "earlier": earlier, "later": later, "show_all": request.GET.get("all") == "1"})
 
 
 @require_GET

@@ -134,7 +134,7 @@ def test_compare_gives_the_pass_rate_delta_and_the_rows_whose_result_changed(cli
     run_now(second)
     login(client, owner)
     page = client.get(reverse("chat:batch_compare", args=[finished.public_id]) + f"?with={second.public_id}").content.decode()
-    assert 'id="overall-delta">-67 pts' in page
+    assert 'id="overall-delta">-67 pts' in page  # A is the earlier run, whichever page it is asked from
     assert page.count('class="changed-row"') == 4  # rows 2 and 3 on both endpoints broke
     assert 'data-row="2" data-change="broke"' in page and 'data-row="1" data-change' not in page
     assert client.get(reverse("chat:batch_compare", args=[finished.public_id]) + "?with=not-a-uuid").status_code == 404
