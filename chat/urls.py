@@ -67,10 +67,6 @@ urlpatterns = [
     path("c/<uuid:public_id>/prompt", views_library.use_prompt_form, name="use_prompt_form"),
     path("c/<uuid:public_id>/prompt/use", views_library.use_prompt, name="use_prompt"),
     path("c/<uuid:public_id>/compare/panes/<uuid:pane_id>/preset", views_library.pane_preset, name="compare_pane_preset"),
-    path("c/<uuid:public_id>/tokens", views_endpoint.token_meter, name="token_meter"),
-    path("c/<uuid:public_id>/templated", views_endpoint.next_prompt, name="next_prompt"),
-    path("completions/<uuid:public_id>/templated", views_endpoint.completion_prompt, name="completion_prompt"),
-    path("endpoints/<int:pk>/load", views_endpoint.endpoint_load, name="endpoint_load"),
     path("healthz", views.healthz, name="healthz"),
 ]
 
