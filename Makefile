@@ -35,6 +35,7 @@ scaleout: install
 bench: install
 	$(PY) bench/simulator_throughput.py
 	$(PY) bench/relay.py
+	$(PY) bench/compare.py
 	$(PY) bench/history_list.py
 	$(PY) bench/logprobs_render.py
 

@@ -10,18 +10,82 @@ from __future__ import annotations
 import asyncio
 
 from channels.db import database_sync_to_async
+from django.db import transaction
 
 from chat import compare, compare_fragments, fragments
 from chat.runs import CompletionRun
 
 
-class PaneRun(CompletionRun):
-    """A pane's answer: the same run; its final render also marks the pane idle."""
+class SaveBatch:
+    """The final saves of one send's panes, in one transaction. Panes paced alike finish within
+    milliseconds of each other, and each commit is a write to disk that the others would queue
+    behind in the database thread: a save waits (at most WINDOW) for the other panes still
+    streaming, then all are written at once. If that transaction fails, each is saved on its own,
+    so that one answer's failure is not the others'."""
 
-    def __init__(self, pane, *args, **kwargs) -> None:
+    WINDOW = 0.02  # s
+
+    def __init__(self) -> None:
+        self.runs: list[PaneRun] = []
+        self.pending: list[tuple] = []
+        self.timer: asyncio.TimerHandle | None = None
+
+    def save(self, run: PaneRun, args: tuple) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.pending.append((run, args, future))
+        waiting = {id(r) for r, *_ in self.pending}
+        if all(id(r) in waiting or r.saved or r.task.done() for r in self.runs):
+            self._go()
+        elif self.timer is None:
+            self.timer = loop.call_later(self.WINDOW, self._go)
+        return future
+
+    def _go(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        batch, self.pending = self.pending, []
+        if batch:
+            asyncio.ensure_future(self._write(batch))
+
+    async def _write(self, batch: list[tuple]) -> None:
+        try:
+            await database_sync_to_async(self._save_all)(batch)
+        except Exception:
+            for run, args, future in batch:  # one by one: a failure stays with its own answer
+                run.choices = []
+                try:
+                    await database_sync_to_async(run._save)(*args)
+                except Exception as error:
+                    future.set_exception(error)
+                else:
+                    future.set_result(None)
+            return
+        for *_, future in batch:
+            future.set_result(None)
+
+    @staticmethod
+    def _save_all(batch: list[tuple]) -> None:
+        with transaction.atomic():
+            for run, args, _ in batch:
+                run._save(*args)
+
+
+class PaneRun(CompletionRun):
+    """A pane's answer: the same run; its final save joins its send's batch, and its final render
+    also marks the pane idle."""
+
+    def __init__(self, pane, *args, batch: SaveBatch | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.pane = pane
         self.key = str(pane.public_id)  # Stop with this pane stops this run (chat.live: a detached run too)
+        self.batch = batch
+        if batch is not None:
+            batch.runs.append(self)
+
+    def persist(self, *args):
+        return self.batch.save(self, args) if self.batch is not None else super().persist(*args)
 
     def final_fragment(self) -> str:
         return compare_fragments.pane_final(self.message, self.completion, self.choices)
@@ -41,9 +105,9 @@ async def send(consumer, data: dict) -> None:
         consumer.error_shown = False
         await consumer.send(text_data=fragments.clear_frame_error())
     opened = asyncio.Event()
-    runs = []
+    runs, batch = [], SaveBatch()
     for pane, completion, reply in started.runs:
-        run = consumer.runs[str(pane.public_id)] = PaneRun(pane, completion, reply, consumer.broadcast, opened=opened)
+        run = consumer.runs[str(pane.public_id)] = PaneRun(pane, completion, reply, consumer.broadcast, opened=opened, batch=batch)
         run.start()
         runs.append(run)
     try:

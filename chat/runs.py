@@ -290,7 +290,7 @@ class CompletionRun:
         result = self.response or self.acc.result()
         finished = time.monotonic()
         try:
-            await asyncio.shield(database_sync_to_async(self._save)(status, error, status_code, result, finished))
+            await asyncio.shield(self.persist(status, error, status_code, result, finished))
         except Exception:  # whatever came back, the answer must not stay "streaming"
             log.exception("completion %s: the final save failed", self.completion.public_id)
             status, error = Message.Status.ERROR, "Internal error while saving the answer; the text so far is kept. See the server log."
@@ -305,6 +305,10 @@ class CompletionRun:
         if refresh is not None:
             await refresh()
         await self.emit(final)
+
+    def persist(self, *args) -> Awaitable[None]:
+        """The final save, in the database thread (a comparison's panes save together: chat.compare_runs)."""
+        return database_sync_to_async(self._save)(*args)
 
     def final_fragment(self) -> str:
         """The finished answer for every viewer (a comparison's pane renders its own: chat.compare_runs)."""
