@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
-from chat import branches, library, testdata
+from chat import branches, fragments, library, testdata
 from chat.forms_library import ColumnForm, NameForm, NewTestSetForm, PromptForm, TestSetImportForm
 from chat.models import Conversation, Message
 from chat.models_library import Preset, Prompt, PromptVersion, TestCase, TestSet
@@ -220,6 +220,8 @@ def item_delete(request: HttpRequest, kind: str, public_id) -> HttpResponse:
     django_messages.success(request, f"Deleted “{name}”.")
     if request.htmx and kind == "preset":
         return HttpResponse("")  # the preset's row goes; the rest of the page stays as it is
+    if request.htmx:  # from its own page (after the confirmation dialog): on to the library
+        return HttpResponseClientRedirect(reverse("chat:library"))
     return redirect("chat:library")
 
 
@@ -369,10 +371,13 @@ def use_prompt(request: HttpRequest, public_id) -> HttpResponse:
         for message in rendered:
             parent = branches.add_child(conversation, parent, role=message["role"], content=message["content"])
         conversation.prompt_version = version
-        if not conversation.title:
+        named = not conversation.title
+        if named:
             conversation.title = f"{version.prompt.name} v{version.number}"[:200]
         conversation.save(update_fields=["prompt_version", "title", "updated_at"])
     response = _thread_changed(request, conversation)
+    if named:
+        response.content += fragments.title(conversation).encode()  # the header's title, out of band
     if settings_changed:
         context = {**_page_context(request, conversation, saved=True), "oob": "true"}
         context["panel_notices"] = [f"Settings of {version.prompt.name} v{version.number} applied"]

@@ -61,3 +61,15 @@ def pane_presets(context, conversation, pane) -> dict:
     user = request.user if request is not None else (conversation.owner if context.get("can_edit") else None)
     presets = Preset.objects.visible_to(user).order_by("name").only("public_id", "name") if user else []
     return {"conversation": conversation, "pane": pane, "presets": presets}
+
+
+@register.simple_tag(takes_context=True)
+def prompt_used(context, conversation):
+    """The prompt version this conversation last used, if this viewer may see the prompt (else None)."""
+    if not conversation.prompt_version_id:
+        return None
+    version = PromptVersion.objects.select_related("prompt").filter(pk=conversation.prompt_version_id).first()
+    request = context.get("request")
+    if version is None or request is None:
+        return None
+    return version if Prompt.objects.visible_to(request.user).filter(pk=version.prompt_id).exists() else None

@@ -371,8 +371,12 @@ def test_use_prompt_adds_the_rendered_messages_and_records_the_version(client, o
                            {"prompt": str(travel.prompt.public_id), "version": "1", "var_city": "Kyoto", "var_month": "May"},
                            headers=HTMX)
     assert response.status_code == 200 and '"prompt-used": {"run": true}' in response["HX-Trigger-After-Settle"]
+    body = response.content.decode()
+    assert "Added Travel v1: running…" in body and ">Travel v1</a>" in body  # the header names the version
     conversation.refresh_from_db()
     assert conversation.prompt_version == travel and conversation.title == "Travel v1"
+    page_html = client.get(reverse("chat:conversation", args=[conversation.public_id])).content.decode()
+    assert f'href="/p/{travel.prompt.public_id}/">Travel v1</a>' in page_html
     assert conversation.api_messages() == [
         {"role": "system", "content": "You are a guide for Kyoto."},
         {"role": "user", "content": "What should I see in Kyoto in May?"},
@@ -471,3 +475,17 @@ def test_a_preset_becomes_a_panes_overrides_in_one_step(client, owner, teammate,
     client.force_login(owner)
     assert client.post(reverse("chat:compare_pane_preset", args=[chat.public_id, second.public_id]),
                        {"preset": str(preset.public_id)}).status_code == 404
+
+
+def test_deleting_a_prompt_or_test_set_asks_first_and_goes_to_the_library(client, owner, teammate, team):
+    prompt = Prompt.objects.create(owner=owner, name="Old", team=team, visibility="team")
+    PromptVersion.objects.create(prompt=prompt, number=1, messages=[{"role": "user", "content": "x"}])
+    testset = TestSet.objects.create(owner=owner, name="Old set", variables=["q"])
+    client.force_login(owner)
+    page_html = client.get(reverse("chat:prompt", args=[prompt.public_id])).content.decode()
+    assert 'hx-confirm="Delete the prompt “Old” and all its versions?' in page_html
+    response = client.post(reverse("chat:item_delete", args=["prompt", prompt.public_id]), headers=HTMX)
+    assert response["HX-Redirect"] == reverse("chat:library") and not Prompt.objects.filter(pk=prompt.pk).exists()
+    assert PromptVersion.objects.count() == 0
+    response = client.post(reverse("chat:item_delete", args=["testset", testset.public_id]))
+    assert response.status_code == 302 and not TestSet.objects.exists()
