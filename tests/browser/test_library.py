@@ -246,3 +246,33 @@ def test_save_a_preset_and_apply_it_to_another_conversation(live_server_url, pag
     assert body["temperature"] == 0.25
     assert body["messages"][0] == {"role": "system", "content": "Answer in one sentence."}
     assert first.pk != second.pk
+
+
+def test_a_preset_on_a_comparison_pane(live_server_url, page, owner, sim):
+    from chat import compare
+
+    endpoint = sim_endpoint(sim.url, KEY, "sim/qwen3")
+    comparison = compare.new_comparison(owner, [(endpoint, {}), (endpoint, {"temperature": 1.2})], title="Two panes")
+    first, second = comparison.panes.all()
+    preset = Preset.objects.create(owner=owner, name="Cold", values={
+        "system_prompt": "", "options": {"temperature": 0.1, "max_tokens": 40}, "tools": [], "response_format": None,
+        "canned_results": {}})
+    log_in(page, live_server_url, owner, f"/c/{comparison.public_id}/")
+    wait_synced(page)
+    page.select_option(f"#pane-preset-{second.public_id}", str(preset.public_id))
+    page.get_by_role("button", name="Apply the preset to pane 2").click()
+    expect(page.get_by_text("Preset “Cold” applied to pane 2.")).to_be_visible()
+    expect(page.locator(f"#pane-{second.public_id} .chip")).to_have_text(["temperature 0.1", "max_tokens 40"])
+    expect(page.locator(f"#pane-{first.public_id} .chip")).to_have_count(0)
+    wait_synced(page)
+
+    before = len(chat_bodies(sim))
+    box = page.locator("#composer textarea")
+    type_into(box, "Name a colour.")
+    box.press("Enter")
+    expect(page.locator(".turn")).to_have_count(1)
+    expect(page.locator(".pane-state[data-state='streaming']")).to_have_count(0, timeout=30_000)
+    until(lambda: len(chat_bodies(sim)) == before + 2)
+    bodies = chat_bodies(sim)[before:]
+    cold = [b for b in bodies if b.get("temperature") == 0.1]
+    assert len(cold) == 1 and cold[0]["max_tokens"] == 40  # pane 2 sent the preset's values; pane 1 did not
