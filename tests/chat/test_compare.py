@@ -413,8 +413,14 @@ def test_continue_with_this_answer_new_and_source(client, owner, sims):
     comparison = compare.new_comparison(owner, [(a, {}), (a, {"temperature": 1.0})], source=source)
     _, second = answered(comparison, ["first pane", "second pane"])
     login(client, owner)
+    page = client.get(f"/c/{comparison.public_id}/").content.decode()
+    assert page.count("in a new conversation") == 2 and page.count("in the source conversation") == 2
+    nested = compare.new_comparison(owner, [(a, {}), (a, {})], source=comparison)  # its source is a comparison
+    answered(nested, ["x", "y"])
+    page = client.get(f"/c/{nested.public_id}/").content.decode()
+    assert "in a new conversation" in page and "in the source conversation" not in page
     response = client.post(f"/c/{comparison.public_id}/compare/messages/{second.public_id}/continue", {"target": "new"})
-    target = Conversation.objects.exclude(pk__in=[source.pk, comparison.pk]).get()
+    target = Conversation.objects.exclude(pk__in=[source.pk, comparison.pk, nested.pk]).get()
     assert response.url == f"/c/{target.public_id}/" and target.kind == "chat"
     assert [(m.role, m.text) for m in target.thread()] == [("user", "Which is it?"), ("assistant", "second pane")]
     assert target.options["temperature"] == 1.0
