@@ -11,7 +11,7 @@ NAME_HELP = "Up to 200 characters."
 
 
 class NameForm(forms.Form):
-    name = forms.CharField(max_length=200, label="Name", help_text=NAME_HELP)
+    name = forms.CharField(max_length=200, label="Name", help_text=NAME_HELP, error_messages={"required": "Give it a name."})
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()

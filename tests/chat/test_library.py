@@ -211,9 +211,25 @@ def test_sharing_offers_only_the_owners_teams(client, owner, other_team):
     client.post(reverse("chat:item_visibility", args=["prompt", prompt.public_id]), {"share": other_team.name}, headers=HTMX)
     prompt.refresh_from_db()
     assert prompt.visibility == "private" and prompt.team is None
-    client.post(reverse("chat:item_visibility", args=["prompt", prompt.public_id]), {"share": "red team"}, headers=HTMX)
+    body = client.post(reverse("chat:item_visibility", args=["prompt", prompt.public_id]), {"share": "red team"}, headers=HTMX).content.decode()
     prompt.refresh_from_db()
     assert prompt.visibility == "team" and prompt.team.name == "red team"
+    # The page's "Shared with" line changes in place too
+    assert f'<span id="prompt-{prompt.public_id}-sharing" hx-swap-oob="true">Shared with red team</span>' in body
+
+
+def test_renaming_updates_the_name_where_the_page_shows_it(client, owner):
+    testset = TestSet.objects.create(owner=owner, name="Old name", variables=["q"])
+    client.force_login(owner)
+    assert f'<span id="testset-{testset.public_id}-name" >Old name</span>' in client.get(
+        reverse("chat:testset", args=[testset.public_id])).content.decode()
+    body = client.post(reverse("chat:item_rename", args=["testset", testset.public_id]), {"name": "New <name>"},
+                       headers=HTMX).content.decode()
+    assert f'<span id="testset-{testset.public_id}-name" hx-swap-oob="true">New &lt;name&gt;</span>' in body
+    body = client.post(reverse("chat:item_rename", args=["testset", testset.public_id]), {"name": "  "}, headers=HTMX).content.decode()
+    assert "Give it a name." in body
+    testset.refresh_from_db()
+    assert testset.name == "New <name>"
 
 
 # --- presets ------------------------------------------------------------------------------------------
