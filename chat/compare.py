@@ -508,9 +508,15 @@ def diff_ratio(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, wa, wb, autojunk=False).ratio()
 
 
+def visible(token: str) -> str:
+    """A token as the divergence view shows it: white space made visible (a newline is ↵)."""
+    shown = token.replace("\n", "↵").replace("\t", "⇥")
+    return shown.replace(" ", "␣") if not shown.strip() else shown
+
+
 @dataclass
 class Side:
-    token: str
+    token: str  # shown with visible white space
     prob: float
     alternatives: list  # [(token, prob, chosen)]
 
@@ -540,10 +546,10 @@ def _side(entry: dict) -> Side:
     alternatives = []
     for alt in entry.get("top_logprobs") or []:
         if isinstance(alt, dict):
-            alternatives.append((str(alt.get("token", "")), _prob(alt.get("logprob")), str(alt.get("token", "")) == token))
+            alternatives.append((visible(str(alt.get("token", ""))), _prob(alt.get("logprob")), str(alt.get("token", "")) == token))
     if not any(chosen for *_, chosen in alternatives):
-        alternatives.insert(0, (token, _prob(entry.get("logprob")), True))
-    return Side(token, _prob(entry.get("logprob")), alternatives)
+        alternatives.insert(0, (visible(token), _prob(entry.get("logprob")), True))
+    return Side(visible(token), _prob(entry.get("logprob")), alternatives)
 
 
 def first_divergence(logprobs_a, logprobs_b) -> Divergence | None | bool:

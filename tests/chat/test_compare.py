@@ -96,6 +96,7 @@ def test_text_diff_and_first_divergence():
     assert d.index == 1 and d.prefix == "Hi" and d.a.token == " there" and d.b.token == " you"
     assert [alt[0] for alt in d.b.alternatives] == [" there", " you"] and d.b.alternatives[1][2] is True
     assert compare.first_divergence(a, a) is False
+    assert (compare.visible("\n"), compare.visible("  "), compare.visible(" x")) == ("↵", "␣␣", " x")
     assert compare.first_divergence(a, None) is None
     assert compare.first_divergence(a, {"content": a["content"][:1]}).b is None  # b ended there
 
