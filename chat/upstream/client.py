@@ -22,7 +22,7 @@ import hmac
 import json
 import os
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import httpx
@@ -175,12 +175,18 @@ class UpstreamClient:
             return False
         return response.status_code == 200
 
-    async def stream_chat(self, body: dict, *, headers: dict[str, str] | None = None) -> AsyncIterator[Event]:
+    async def stream_chat(
+        self, body: dict, *, headers: dict[str, str] | None = None, pace: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[Event]:
         """POST a streaming chat completion; yield its events (see chunks.py).
 
         Ends after StreamDone. Raises UpstreamProtocolError(truncated=True)
         if the stream stops before `[DONE]`, UpstreamStreamError for an error
         inside the stream, and the other UpstreamErrors as usual.
+
+        `pace`, if given, is awaited after the events of each read, before the next read: a
+        consumer that shows tokens in batches reads them in batches (whatever arrived meanwhile
+        waits in the connection's buffer), and each read's fixed cost is paid once per batch.
         """
         if body.get("stream") is not True:
             raise ValueError('stream_chat() needs "stream": true in the body; use create_chat() otherwise')
@@ -197,6 +203,8 @@ class UpstreamClient:
                         parser.check()  # an error after this batch's good events
                         if parser.done:
                             return
+                        if pace is not None:
+                            await pace()
                 except httpx.HTTPError as error:
                     raise self._mapped(error, "stream") from None
                 for event in parser.close():
