@@ -147,7 +147,8 @@ class CompletionRun:
             if body.get("stream"):
                 # aclosing: a cancel that lands in _handle (not in the generator) still closes the
                 # upstream request at once, instead of whenever the suspended generator is collected.
-                async with contextlib.aclosing(client.stream_chat(body, headers=self.completion.request_headers)) as events:
+                stream = client.stream_chat(body, headers=self.completion.request_headers, pace=self._pace)
+                async with contextlib.aclosing(stream) as events:
                     async for event in events:
                         await self._handle(event)
                         if self.stop_requested:  # stop() was called but a library swallowed the cancel
@@ -199,6 +200,25 @@ class CompletionRun:
             self.first_token_at = time.monotonic()
 
     # --- batching and checkpoints ---------------------------------------------------
+
+    async def _pace(self) -> None:
+        """Between two reads of the stream (stream_chat's `pace`): wait until the next batch is due.
+        Tokens that arrive meanwhile wait in the connection's buffer and are read, handled and sent
+        together then: one wake-up of this task per batch, not per token (they would wait for the
+        batch anyway). Never before the first batch (the first token goes out at once); a stop
+        cancels the sleep."""
+        if not self.last_flush:
+            return
+        delay = self.last_flush + flush_interval(liveness.live_count()) - time.monotonic()
+        if delay <= 0:
+            return
+        if self.flush_handle is not None:  # this wake-up sends them, with what the next read adds
+            self.flush_handle.cancel()
+            self.flush_handle = None
+        await asyncio.sleep(delay)
+        # If the next read must wait (the stream paused), what is pending goes out now; when the read
+        # finds data, its events reach _maybe_flush first and that flush cancels this one.
+        self.flush_handle = asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.flush()))
 
     async def _maybe_flush(self) -> None:
         if not self.renders:
