@@ -1,8 +1,9 @@
 """Server insight in the playground: the token meter, What the model saw, the server's load.
 
 The meter and the next request's prompt are the owner's (they take the panel's values as shown,
-like the next-request preview); a past completion's prompt is anyone's who may see it; an
-endpoint's load is anyone's who may use the endpoint. Everyone else gets a 404.
+like the next-request preview); a past completion's prompt is anyone's who may see it; the load of
+a conversation's endpoint is anyone's who may see the conversation and use the endpoint. Everyone
+else gets a 404.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from chat import insight, nextrequest
 from chat.models import Endpoint
-from chat.views import editable_conversation, visible_completion
+from chat.views import editable_conversation, visible_completion, visible_conversation
 
 
 def _next_request(request: HttpRequest, conversation):
@@ -70,9 +71,11 @@ def completion_prompt(request: HttpRequest, public_id) -> HttpResponse:
 
 
 @require_GET
-def endpoint_load(request: HttpRequest, pk: int) -> HttpResponse:
-    """The small load indicator of an endpoint the user may use (read at most every few seconds)."""
-    endpoint = Endpoint.objects.usable_by(request.user).filter(pk=pk).first()
-    if endpoint is None:
+def endpoint_load(request: HttpRequest, public_id) -> HttpResponse:
+    """The small load indicator of a conversation's endpoint, for anyone who may see the conversation
+    and use the endpoint (read at most every few seconds)."""
+    conversation = visible_conversation(request, public_id)
+    endpoint = conversation.endpoint
+    if endpoint is None or not Endpoint.objects.usable_by(request.user).filter(pk=endpoint.pk).exists():
         raise Http404("No such endpoint")
     return render(request, "chat/insight.html#load", {"endpoint": endpoint, "load": insight.load(endpoint)})

@@ -94,6 +94,14 @@ HTTP = [
     ("export JSON",                 "conversation_export_json", "GET", 0, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
     ("export JSON (POST)",          "conversation_export_json", "POST", 0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
     ("export Markdown",             "conversation_export_markdown", "GET", 0, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    # Server insight (issue 17): the meter and the next prompt take the panel's values (owner only), like the preview.
+    ("token meter",                 "token_meter",            "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("token meter (GET)",           "token_meter",            "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("what the model will see",     "next_prompt",            "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("what the model will see (GET)", "next_prompt",          "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("what the model saw",          "completion_prompt",      "GET",  1, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("what the model saw (page)",   "completion_prompt",      "GET",  0, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("server load",                 "endpoint_load",          "GET",  1, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
     ("health check",                "healthz",                "GET",  0, [OK, OK, OK, OK, OK, OK, OK, OK, OK, OK]),
     # The prompt library (issue 16): prompts, presets and test sets of alice's, shared with red team or private
     # (the `world` has one of each per column); use in a conversation follows the conversation's rules.

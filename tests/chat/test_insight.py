@@ -145,7 +145,7 @@ def test_the_meter_without_tokenize_says_so(owner, db):
         assert "no /tokenize on this server" in html
         prompt = logged_in(owner).post(reverse("chat:next_prompt", args=[conversation.public_id]), panel_post(conversation, content="x")).content.decode()
         assert "No /tokenize on this server" in prompt
-        load = logged_in(owner).get(reverse("chat:endpoint_load", args=[endpoint.pk])).content.decode()
+        load = logged_in(owner).get(reverse("chat:endpoint_load", args=[conversation.public_id])).content.decode()
         assert "no load figures" in load
 
 
@@ -191,20 +191,23 @@ def test_what_the_model_saw_for_a_past_completion(conversation, owner, teammate,
 # --- server load -----------------------------------------------------------------------------------
 
 
-def test_the_load_indicator_and_who_may_read_it(conversation, qwen, owner, outsider, other_team, team):
-    html = logged_in(owner).get(reverse("chat:endpoint_load", args=[qwen.pk])).content.decode()
+def test_the_load_indicator_and_who_may_read_it(conversation, qwen, owner, teammate, outsider, other_team):
+    url = reverse("chat:endpoint_load", args=[conversation.public_id])
+    html = logged_in(owner).get(url).content.decode()
     assert "0 running · 0 waiting · KV cache 0.0 %" in html
-    qwen.teams.set([team])
-    assert logged_in(outsider).get(reverse("chat:endpoint_load", args=[qwen.pk])).status_code == 404
+    assert logged_in(teammate).get(url).status_code == 200  # the conversation is shared with the team
+    assert logged_in(outsider).get(url).status_code == 404
+    qwen.teams.set([other_team])  # the endpoint is not the red team's any more
+    assert logged_in(teammate).get(url).status_code == 404
     page = logged_in(owner).get(reverse("chat:conversation", args=[conversation.public_id])).content.decode()
-    assert reverse("chat:endpoint_load", args=[qwen.pk]) in page and 'id="token-meter"' in page
+    assert url in page and 'id="token-meter"' in page
 
 
-def test_load_is_read_at_most_every_few_seconds(qwen, owner, simulator_app):
+def test_load_is_read_at_most_every_few_seconds(conversation, owner, simulator_app):
     client = logged_in(owner)
     before = sum(1 for r in simulator_app.requests if r.path == "/metrics")
     for _ in range(3):
-        client.get(reverse("chat:endpoint_load", args=[qwen.pk]))
+        client.get(reverse("chat:endpoint_load", args=[conversation.public_id]))
     assert sum(1 for r in simulator_app.requests if r.path == "/metrics") - before == 1
 
 
