@@ -162,5 +162,5 @@ def history_for(request) -> History:
     query.pop("page", None)
     from chat.library import library_matches
 
-    library = library_matches(user, scope, teams, data.get("q") or "")
+    library = library_matches(user, scope, teams, data)
     return History(form=form, scopes=scopes, scope=scope, page=page, query=query.urlencode(), library=library)

@@ -229,9 +229,16 @@ class LibraryItem:
     updated_at: object
 
 
-def library_matches(user, scope, teams, text: str) -> list[LibraryItem]:
+# History filters that only conversations have: with one of them set, the library is not listed.
+CONVERSATION_ONLY = ("endpoint", "model", "family", "kind")
+
+
+def library_matches(user, scope, teams, data: dict) -> list[LibraryItem]:
     """Prompts, presets and test sets in a history scope ("mine", "all", a team) whose name matches
-    (for prompts: also any version's messages), the newest first: one query whatever their number."""
+    the search (for prompts: also any version's messages), by the author and dates filtered on,
+    the newest first: one query whatever their number."""
+    if any(data.get(name) for name in CONVERSATION_ONLY):
+        return []
     shared = Q(visibility="team")
     if scope.key == "mine":
         where = Q(owner=user)
@@ -239,7 +246,13 @@ def library_matches(user, scope, teams, text: str) -> list[LibraryItem]:
         where = shared & Q(team=scope.team)
     else:
         where = Q(owner=user) | (shared & Q(team__in=[t.pk for t in teams]))
-    text = text.strip()
+    if data.get("author"):
+        where &= Q(owner__username=data["author"])
+    if data.get("since"):
+        where &= Q(updated_at__date__gte=data["since"])
+    if data.get("until"):
+        where &= Q(updated_at__date__lte=data["until"])
+    text = (data.get("q") or "").strip()
     parts = []
     for model, kind in ((Prompt, "prompt"), (Preset, "preset"), (TestSet, "testset")):
         rows = model.objects.filter(where)

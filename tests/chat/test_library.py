@@ -449,6 +449,13 @@ def test_history_lists_library_items_in_scope_and_search(client, owner, teammate
     assert "Teammate preset" in body and "Weather prompt" not in body
     body = page(client, outsider, reverse("chat:index"), data={"scope": "all", "q": "weather"}).content.decode()
     assert "Weather" not in body
+    # Filters: by author and date as conversations; one that only conversations have leaves the library out
+    body = page(client, teammate, reverse("chat:index"), data={"scope": "all", "author": "bob"}).content.decode()
+    assert "Teammate preset" in body and "Weather prompt" not in body
+    body = page(client, teammate, reverse("chat:index"), data={"scope": "all", "until": "2000-01-01"}).content.decode()
+    assert "In the library" not in body
+    body = page(client, teammate, reverse("chat:index"), data={"scope": "all", "q": "weather", "family": "qwen"}).content.decode()
+    assert "Weather prompt" not in body
 
 
 # --- a preset on a comparison pane -----------------------------------------------------------------------
