@@ -461,3 +461,22 @@ def test_history_kind_filter_search_export_fork_delete(client, owner, teammate, 
     login(client, owner)
     assert client.post(f"/c/{pair.public_id}/delete").status_code == 302
     assert not Conversation.objects.filter(pk=pair.pk).exists() and not Pane.objects.filter(conversation_id=pair.pk).exists()
+
+
+def test_diff_of_an_earlier_turn_and_the_header(client, owner, pair):
+    answered(pair, ["one two", "one three"])
+    from chat import branches
+
+    a, b = pair.panes.all()
+    first_user = pair.messages.get(role="user")
+    parent = pair.messages.filter(role="assistant").first()
+    second_user = branches.add_child(pair, parent, siblings_selected=False, role="user", content="And now?")
+    for pane, text in ((a, "later alpha"), (b, "later beta")):
+        Message.objects.create(conversation=pair, parent=second_user, position=3, role="assistant", content=text, pane=pane)
+    login(client, owner)
+    page = client.get(f"/c/{pair.public_id}/").content.decode()
+    assert "comparison of 2 panes" in page and 'name="turn"' in page
+    html = client.get(f"/c/{pair.public_id}/compare/diff", {"a": a.public_id, "b": b.public_id}).content.decode()
+    assert '<ins class="diff-ins">beta</ins>' in html  # the latest turn by default
+    html = client.get(f"/c/{pair.public_id}/compare/diff", {"a": a.public_id, "b": b.public_id, "turn": str(first_user.public_id)}).content.decode()
+    assert '<ins class="diff-ins">three</ins>' in html and "beta" not in html
