@@ -7,6 +7,8 @@ Every call carries the endpoint's headers (its client) and the conversation's (p
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -112,11 +114,13 @@ def segments(text: str, specials: list[str]) -> list[tuple[str, bool]]:
     return out
 
 
-def load(endpoint, *, fresh: bool = False) -> dict:
-    """The server's load from /metrics, read at most every LOAD_SECONDS per endpoint:
+def load(endpoint, headers: dict | None = None, *, fresh: bool = False) -> dict:
+    """The server's load from /metrics (with a conversation's `headers` too, when asked from one: a
+    gateway may route on them), read at most every LOAD_SECONDS per endpoint and headers:
     {"running", "waiting", "kv_cache_usage", "prefix_cache_hit_rate", ..., "at"}, {"absent": True}
     without /metrics, or {"error": "..."}."""
-    key = f"chat:load:{endpoint.pk}:{endpoint.updated_at.timestamp() if endpoint.updated_at else 0}"
+    routed = hashlib.sha256(json.dumps(sorted((headers or {}).items())).encode()).hexdigest()[:16]
+    key = f"chat:load:{endpoint.pk}:{endpoint.updated_at.timestamp() if endpoint.updated_at else 0}:{routed}"
     if not fresh:
         cached = cache.get(key)
         if cached is not None:
@@ -126,7 +130,7 @@ def load(endpoint, *, fresh: bool = False) -> dict:
 
         async def go():
             async with client:
-                return await client.metrics_text()
+                return await client.metrics_text(headers=headers)
 
         figures = parse_load(async_to_sync(go)(), endpoint.model_id)
         result = {"absent": True} if figures.empty else {

@@ -78,4 +78,5 @@ def endpoint_load(request: HttpRequest, public_id) -> HttpResponse:
     endpoint = conversation.endpoint
     if endpoint is None or not Endpoint.objects.usable_by(request.user).filter(pk=endpoint.pk).exists():
         raise Http404("No such endpoint")
-    return render(request, "chat/insight.html#load", {"endpoint": endpoint, "load": insight.load(endpoint)})
+    load = insight.load(endpoint, conversation.headers if isinstance(conversation.headers, dict) else None)
+    return render(request, "chat/insight.html#load", {"endpoint": endpoint, "load": load})

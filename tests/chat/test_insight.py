@@ -209,6 +209,11 @@ def test_load_is_read_at_most_every_few_seconds(conversation, owner, simulator_a
     for _ in range(3):
         client.get(reverse("chat:endpoint_load", args=[conversation.public_id]))
     assert sum(1 for r in simulator_app.requests if r.path == "/metrics") - before == 1
+    conversation.headers = {"X-Route": "pool-b"}  # another route through a gateway: read on its own
+    conversation.save()
+    client.get(reverse("chat:endpoint_load", args=[conversation.public_id]))
+    metrics = [r for r in simulator_app.requests if r.path == "/metrics"]
+    assert len(metrics) - before == 2 and metrics[-1].headers["x-route"] == "pool-b"
 
 
 # --- the capability probe in the console ----------------------------------------------------------
