@@ -110,3 +110,31 @@ def lambda_count_above(page, floor: int):
     import re
 
     return re.compile(r"^(%s)$" % "|".join(str(n) for n in range(floor + 1, floor + 200)))
+
+
+def test_an_admin_probes_an_endpoint_from_its_page(live_server_url, page, staff):
+    """The Probe button on the endpoint page, through Daphne, against the server's own simulator mount."""
+    import re
+
+    from django.conf import settings
+
+    from chat.models import Endpoint
+    from tests.conftest import PASSWORD
+
+    endpoint = sim_endpoint(live_server_url + "/simulator/v1", settings.SIMULATOR_API_KEY, "sim/llama-3.3", reasoning_parser=True)
+    path = f"/admin/chat/endpoint/{endpoint.pk}/change/"
+    page.goto(f"{live_server_url}/login/?next={path}")
+    page.fill("input[name=username]", staff.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(re.escape(path)))
+    expect(page.get_by_text("Not probed yet.")).to_be_visible()
+    page.get_by_role("button", name="Probe capabilities").click()
+    expect(page.locator(".messagelist")).to_contain_text("probe 16/18 pass · 2 not supported", timeout=30_000)
+    grid = page.locator("table.probe-grid")
+    expect(grid.locator("tbody tr")).to_have_count(18)
+    expect(grid.locator("tr[data-probe='reasoning'] .probe-status")).to_have_text("– not supported")
+    expect(grid.locator("tr[data-probe='tools_named'] .probe-status")).to_have_text("✔ pass")
+    expect(page.locator("#id_reasoning_parser")).not_to_be_checked()  # set from what the server did
+    endpoint.refresh_from_db()
+    assert endpoint.reasoning_parser is False and endpoint.probed_at is not None
