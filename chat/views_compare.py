@@ -7,6 +7,8 @@ from django import forms
 from django.contrib import messages as django_messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django_htmx.http import HttpResponseClientRedirect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chat import compare, liveness
@@ -179,9 +181,19 @@ def comparison_new(request: HttpRequest) -> HttpResponse:
     return render(request, "chat/compare_new.html", {"form": NewComparisonForm(user=request.user), "sweep_form": sweep})
 
 
+def go_to(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    """To a conversation's page: a redirect, or for htmx (forms also rendered by the socket) the page loads it."""
+    url = reverse("chat:conversation", args=[conversation.public_id])
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
 def _refuse_while_streaming(request, conversation) -> HttpResponse | None:
     if compare.streaming(conversation):
-        return page(request, conversation, 409, tools_error="The panes are answering: stop them before changing the panes.")
+        why = "The panes are answering: stop them before changing the panes."
+        if request.htmx:  # (Remove is an htmx post: the page reloads with the message)
+            django_messages.error(request, why)
+            return go_to(request, conversation)
+        return page(request, conversation, 409, tools_error=why)
     return None
 
 
@@ -226,7 +238,7 @@ def pane_remove(request: HttpRequest, public_id, pane_id) -> HttpResponse:
     if refused := _refuse_while_streaming(request, conversation):
         return refused
     pane.delete()  # its answers with it; the shared messages stay
-    return redirect("chat:conversation", public_id=conversation.public_id)
+    return go_to(request, conversation)
 
 
 @require_POST
@@ -303,7 +315,7 @@ def continue_answer(request: HttpRequest, public_id, message_id) -> HttpResponse
     answer.conversation = conversation
     if answer.status == Message.Status.STREAMING:
         django_messages.error(request, "That answer is still streaming.")
-        return redirect("chat:conversation", public_id=conversation.public_id)
+        return go_to(request, conversation)
     if request.POST.get("target") == "source":
         source = conversation.forked_from
         if source is None or source.kind != Conversation.Kind.CHAT or not source.can_edit(request.user):
@@ -312,10 +324,10 @@ def continue_answer(request: HttpRequest, public_id, message_id) -> HttpResponse
             compare.continue_in_source(answer, source)
         except compare.CompareError as e:
             django_messages.error(request, str(e))
-            return redirect("chat:conversation", public_id=conversation.public_id)
-        return redirect("chat:conversation", public_id=source.public_id)
+            return go_to(request, conversation)
+        return go_to(request, source)
     if answer.pane.endpoint is None or not Endpoint.objects.usable_by(request.user).filter(pk=answer.pane.endpoint_id).exists():
         django_messages.error(request, "You may not use that pane's endpoint: fork the comparison onto one you may use first.")
-        return redirect("chat:conversation", public_id=conversation.public_id)
+        return go_to(request, conversation)
     target = compare.continue_in_new(answer, request.user)
-    return redirect("chat:conversation", public_id=target.public_id)
+    return go_to(request, target)

@@ -120,6 +120,18 @@ def test_three_panes_stream_at_once_stop_one_the_others_finish(live_server_url, 
     expect(page.locator(".pane-state[data-state='streaming']")).to_have_count(0)
     expect(page.locator(".turn:last-child .badge.warn")).to_have_count(3)
 
+    # Continue with the third pane's first answer (drawn by the socket, not the page) in a conversation.
+    answer = page.locator(f".turn:first-of-type .pane-cell[data-pane='{panes[2].public_id}'] .message.assistant")
+    answer.hover()
+    answer.get_by_text("Continue with this answer").click()
+    answer.get_by_role("button", name="in a new conversation").click()
+    page.wait_for_url(lambda url: str(comparison.public_id) not in url)
+    target = Conversation.objects.filter(kind="chat", owner=owner).get()
+    assert page.url.endswith(f"/c/{target.public_id}/")
+    third = Message.objects.get(conversation=comparison, pane=panes[2], position=1)
+    expect(page.locator("#messages .message.assistant .content")).to_have_text(third.text.strip())
+    assert target.endpoint == a and target.options["temperature"] == 1.2
+
 
 def answered_with_logprobs(page, live_server_url, owner, endpoint):
     comparison = compare.new_comparison(owner, [(endpoint, {"seed": 1}), (endpoint, {"seed": 2, "temperature": 1.5})], title="Logprobs")
