@@ -28,8 +28,17 @@ def _rows(endpoint) -> list[dict]:
 
 
 def values(endpoint) -> dict[str, str]:
-    """The headers to send, secrets decrypted (raises crypto.DecryptionError, never ciphertext)."""
-    return {r["name"]: crypto.decrypt(r["value"]) if r.get("secret") else str(r.get("value", "")) for r in _rows(endpoint)}
+    """The headers to send, secrets decrypted (raises crypto.DecryptionError naming the header, never ciphertext)."""
+    return {r["name"]: _decrypt(r) if r.get("secret") else str(r.get("value", "")) for r in _rows(endpoint)}
+
+
+def _decrypt(row: dict) -> str:
+    try:
+        return crypto.decrypt(row["value"])
+    except crypto.DecryptionError:
+        raise crypto.DecryptionError(
+            f"The endpoint's secret header {row['name']} cannot be decrypted with FIELD_ENCRYPTION_KEYS (was a key removed?)"
+        ) from None
 
 
 def secret_names(endpoint) -> tuple[str, ...]:

@@ -160,7 +160,7 @@ class CompletionRun:
         except UpstreamError as error:
             outcome = {"status": Message.Status.ERROR, "error": describe_error(error), "status_code": error.status}
         except DecryptionError as error:
-            outcome = {"status": Message.Status.ERROR, "error": f"{error} Ask an admin to re-enter the endpoint's key."}
+            outcome = {"status": Message.Status.ERROR, "error": f"{error} Ask an admin to enter it again in the endpoint's settings."}
         except Exception:  # never a stack trace to the user; the log has it (no key: it is a header)
             log.exception("completion %s failed", self.completion.public_id)
             outcome = {"status": Message.Status.ERROR, "error": "Internal error while running the completion; see the server log."}

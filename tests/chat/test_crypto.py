@@ -65,3 +65,17 @@ def test_rotation_command_fails_cleanly_on_undecryptable_key(db, settings, old_k
         call_command("rotate_keys")
     settings.FIELD_ENCRYPTION_KEYS = [OLD]
     assert ApiKey.objects.get(pk=key.pk).get_secret() == "sk-rotate-me-0001"
+
+
+def test_an_undecryptable_secret_header_is_named_and_never_shown(db, settings, old_key_only):
+    from chat import endpoint_headers
+    from chat.models import Endpoint
+
+    endpoint = Endpoint.objects.create(name="gw", base_url="http://127.0.0.1:9/v1", model_id="m")
+    endpoint_headers.set_rows(endpoint, [endpoint_headers.Row("X-Gateway-Token", "gw-secret-5555", True)])
+    endpoint.save()
+    settings.FIELD_ENCRYPTION_KEYS = [NEW]
+    with pytest.raises(crypto.DecryptionError) as excinfo:
+        endpoint_headers.values(Endpoint.objects.get(pk=endpoint.pk))
+    assert "X-Gateway-Token" in str(excinfo.value) and "API key" not in str(excinfo.value)
+    assert "gAAAA" not in str(excinfo.value) and "gw-secret" not in str(excinfo.value)
