@@ -480,3 +480,20 @@ def test_diff_of_an_earlier_turn_and_the_header(client, owner, pair):
     assert '<ins class="diff-ins">beta</ins>' in html  # the latest turn by default
     html = client.get(f"/c/{pair.public_id}/compare/diff", {"a": a.public_id, "b": b.public_id, "turn": str(first_user.public_id)}).content.decode()
     assert '<ins class="diff-ins">three</ins>' in html and "beta" not in html
+
+
+async def test_after_a_reload_mid_stream_stop_one_pane_of_the_detached_runs(owner, slow, settings):
+    """The owner's socket closes mid-stream: every pane's run goes on (detached); the next page gets
+    them live and its Stop of one pane stops that pane only."""
+    settings.RUN_GRACE_SECONDS = 10
+    panes = await database_sync_to_async(lambda: list(slow.panes.all()))()
+    socket = await connect(owner, slow)
+    await send(socket, action="send", content="A long story, please")
+    await frames_until(socket, lambda fs: sum('-content" hx-swap-oob="beforeend"' in f for f in fs) >= 3)
+    await socket.disconnect()
+    socket = await connect(owner, slow)  # the reloaded page
+    await send(socket, action="stop", pane=str(panes[0].public_id))
+    await frames_until(socket, lambda fs: idle_count(fs, panes) >= 3, timeout=60)
+    await socket.disconnect()
+    statuses = await database_sync_to_async(lambda: {m.pane_id: m.status for m in Message.objects.filter(conversation=slow, role="assistant")})()
+    assert statuses == {panes[0].pk: "cancelled", panes[1].pk: "complete", panes[2].pk: "complete"}
