@@ -439,7 +439,8 @@ class Runner:
 
     def _start(self) -> BatchRun | None:
         with transaction.atomic():
-            run = BatchRun.objects.select_for_update().select_related("prompt_version__prompt", "conversation").filter(pk=self.run_id).first()
+            run = (BatchRun.objects.select_for_update(of=("self",)).select_related("prompt_version__prompt", "conversation")
+                   .filter(pk=self.run_id).first())
             if run is None or run.finished:
                 return None
             if run.status == BatchRun.Status.QUEUED:
