@@ -38,6 +38,7 @@ bench: install
 	$(PY) bench/compare.py
 	$(PY) bench/history_list.py
 	$(PY) bench/logprobs_render.py
+	$(PY) bench/batch.py
 
 clean:
 	rm -rf $(VENV) staticfiles
