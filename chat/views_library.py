@@ -530,7 +530,14 @@ def testset_row_add(request: HttpRequest, public_id) -> HttpResponse:
         last = testset.cases.aggregate(n=Max("position"))["n"]
         case = TestCase.objects.create(test_set=testset, position=0 if last is None else last + 1, values=values, expected=expected)
         testset.save(update_fields=["updated_at"])
-    return render(request, f"{TESTSET}#row", {"testset": testset, "case": case, "can_edit": True})
+    response = render(request, f"{TESTSET}#row", {"testset": testset, "case": case, "can_edit": True})
+    return _with_count(response, testset)
+
+
+def _with_count(response: HttpResponse, testset: TestSet) -> HttpResponse:
+    """The table's "N rows" heading, out of band, after a row came or went."""
+    response.content += render_to_string(f"{TESTSET}#count", {"count": testset.cases.count(), "oob": True}).encode()
+    return response
 
 
 @require_POST
@@ -538,7 +545,7 @@ def testset_row_delete(request: HttpRequest, public_id, position: int) -> HttpRe
     testset = library.visible(TestSet, request.user, public_id, edit=True)
     _case(testset, position).delete()
     testset.save(update_fields=["updated_at"])
-    return HttpResponse("")
+    return _with_count(HttpResponse(""), testset)  # the row goes (hx-swap outerHTML with nothing)
 
 
 @require_POST

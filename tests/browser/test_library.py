@@ -40,6 +40,11 @@ def type_into(locator, text: str) -> None:
     locator.press_sequentially(text, delay=12)  # a person typing
 
 
+def saved_system_prompt(conversation) -> str:
+    conversation.refresh_from_db(fields=["system_prompt"])
+    return conversation.system_prompt
+
+
 def chat_bodies(sim) -> list[dict]:
     return [r.json for r in sim.requests if r.path.endswith("/chat/completions")]
 
@@ -150,9 +155,11 @@ def test_csv_upload_bad_csv_jsonl_paste_and_table_edits(live_server_url, page, o
     type_into(page.get_by_label("month of the new row"), "August")
     page.locator("#case-new").get_by_role("button", name="Add").click()
     expect(page.locator("#case-20 td.cell").first).to_have_text("Tallinn")
+    expect(page.locator("#rows-heading")).to_have_text("21 rows")
     page.get_by_role("button", name="Delete row 1", exact=True).click()
     page.locator("#confirm-yes").click()
     expect(page.locator("#case-0")).to_have_count(0)
+    expect(page.locator("#rows-heading")).to_have_text("20 rows")
     until(lambda: testset.cases.count() == 20)
     assert testset.cases.filter(values__city="Tallinn").exists()
 
@@ -217,8 +224,10 @@ def test_save_a_preset_and_apply_it_to_another_conversation(live_server_url, pag
     type_into(temperature, "0.25")
     system = page.locator("#id_system_prompt")
     type_into(system, "Answer in one sentence.")
-    # Saved at once from the panel as shown (its values are posted along, validated)
+    expect(system).to_have_value("Answer in one sentence.")
+    # Saved from the panel as shown (its values are posted along, validated)
     type_into(page.locator("#preset_name"), "Terse")
+    until(lambda: saved_system_prompt(first) == "Answer in one sentence.")  # the panel saved it on leaving the field
     page.get_by_role("button", name="Save settings as preset").click()
     expect(page.locator("#conversation-presets [role=status]")).to_contain_text("Saved “Terse”")
     preset = Preset.objects.get(name="Terse", owner=owner)
