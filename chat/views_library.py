@@ -134,7 +134,7 @@ def prompt_variables(request: HttpRequest, public_id) -> HttpResponse:
 
 @require_POST
 def prompt_save(request: HttpRequest, public_id) -> HttpResponse:
-    """Save = a new version (who, when, note); the editor, the versions and the diff come back."""
+    """Save = a new version (who, when, note); the editor comes back, and the versions list out of band."""
     prompt = library.visible(Prompt, request.user, public_id, edit=True)
     rows = _editor_rows(request)
     note = request.POST.get("note", "")

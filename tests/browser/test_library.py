@@ -190,11 +190,14 @@ def test_use_a_prompt_in_a_conversation(live_server_url, page, owner, sim):
         {"role": "system", "content": "You are a guide to {{city}}."},
         {"role": "user", "content": "Three sights in {{city}} for {{who}}?"},
     ])
-    version = PromptVersion.objects.create(prompt=prompt, number=2, note="shorter", messages=[
+    version = PromptVersion.objects.create(prompt=prompt, number=2, note="shorter", values={
+        "system_prompt": "", "options": {"temperature": 0.3, "max_tokens": 50}, "tools": [], "response_format": None,
+        "canned_results": {}}, messages=[
         {"role": "system", "content": "Guide to {{city}}."},
         {"role": "user", "content": "One sight in {{city}} for {{who}}?"},
     ])
-    conversation = open_conversation(page, live_server_url, owner, endpoint)
+    conversation = open_conversation(page, live_server_url, owner, endpoint, options={"temperature": 1.1})
+    expect(page.locator("#id_temperature")).to_have_value("1.1")
     page.get_by_text("Use a prompt from the library…").click()
     page.select_option("#use-prompt-choice", str(prompt.public_id))
     expect(page.locator("#use-prompt-version")).to_have_value("2")
@@ -211,9 +214,14 @@ def test_use_a_prompt_in_a_conversation(live_server_url, page, owner, sim):
     body = chat_bodies(sim)[-1]
     assert body["messages"] == [{"role": "system", "content": "Guide to Kyoto."},
                                 {"role": "user", "content": "One sight in Kyoto for a family?"}]
+    # The version's settings went through the panel: it shows them, and the run carried them
+    assert body["temperature"] == 0.3 and body["max_tokens"] == 50
+    expect(page.locator("#id_temperature")).to_have_value("0.3")
+    expect(page.locator("#prompt-source")).to_contain_text("Guide v2")
+    expect(page.locator("#conversation-title")).to_have_text("Guide v2")
     expect(page.locator("#messages article.message.user .content")).to_have_text("One sight in Kyoto for a family?")
     conversation.refresh_from_db()
-    assert conversation.prompt_version == version
+    assert conversation.prompt_version == version and conversation.options["temperature"] == 0.3
 
 
 def test_save_a_preset_and_apply_it_to_another_conversation(live_server_url, page, owner, sim):
