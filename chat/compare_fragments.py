@@ -27,8 +27,10 @@ class Board:
             pane.chips = compare.chips(pane.overrides)
         self.messages = compare.messages_of(conversation) if messages is None else messages
         self.streaming_panes = {m.pane_id for m in self.messages if m.status == Message.Status.STREAMING}
+        latest = {m.pane_id: m.completion for m in self.messages if m.pane_id and m.completion_id}  # (in order: the last wins)
         for pane in self.panes:
             pane.streaming = pane.pk in self.streaming_panes
+            pane.last = latest.get(pane.pk)
 
     @cached_property
     def turns(self) -> list[compare.Turn]:
@@ -76,7 +78,7 @@ def opening(started: compare.Started) -> str:
     panes = [pane for pane, *_ in started.runs] + [pane for pane, _ in started.failed]
     panes.sort(key=lambda p: (p.position, p.pk))
     for pane in panes:
-        pane.chips = compare.chips(pane.overrides)
+        pane.chips, pane.last = compare.chips(pane.overrides), None
     turn = compare.Turn([user_message], {pk: [reply] for pk, reply in replies.items()})
     # The placeholders differ only in their ids: one is rendered, the others are copies of it
     # (this render is on the way to each pane's first token).
@@ -96,9 +98,20 @@ def opening(started: compare.Started) -> str:
     return "".join(parts)
 
 
+def live_metrics(run, now: float) -> str:
+    """A streaming pane's numbers so far: time to first token, chunks of text received, their rate."""
+    ttft = (run.first_token_at - run.started) * 1000
+    chunks = len(run.content) + len(run.reasoning)
+    span = now - run.first_token_at
+    rate = f" · {chunks / span:.1f}/s" if span > 0.2 else ""
+    return (f'<span id="pane-live-{run.pane.public_id}" class="pane-live" hx-swap-oob="true">'
+            f"TTFT {ttft:.0f} ms · {chunks} chunks{rate}</span>")
+
+
 def pane_final(message, completion, choices=()) -> str:
     """A pane's finished answer (its metrics in its footer) and the pane idle; the page's status
     turns idle once no pane streams (compare.js)."""
     for m in (message, *choices):
         m.completion = completion
+    message.pane.last = completion  # the head shows the pane's latest numbers
     return fragments.row([message, *choices], oob="outerHTML") + pane_state(message.pane, streaming=False)

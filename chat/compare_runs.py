@@ -8,12 +8,16 @@ its own answer's DOM ids, so the panes stream side by side in one socket. A pane
 from __future__ import annotations
 
 import asyncio
+import time
 
 from channels.db import database_sync_to_async
 from django.db import transaction
 
 from chat import compare, compare_fragments, fragments
 from chat.runs import CompletionRun
+
+
+LIVE_INTERVAL = 0.5  # s between a streaming pane's live numbers
 
 
 class SaveBatch:
@@ -86,6 +90,16 @@ class PaneRun(CompletionRun):
 
     def persist(self, *args):
         return self.batch.save(self, args) if self.batch is not None else super().persist(*args)
+
+    async def emit(self, html: str) -> None:
+        # While it streams, the pane's head shows its live numbers, about twice a second, riding on a
+        # fragment that goes out anyway (no frame of its own).
+        if not self.saved and self.first_token_at is not None:
+            now = time.monotonic()
+            if now - getattr(self, "live_shown", 0.0) >= LIVE_INTERVAL:
+                self.live_shown = now
+                html += compare_fragments.live_metrics(self, now)
+        await super().emit(html)
 
     def final_fragment(self) -> str:
         return compare_fragments.pane_final(self.message, self.completion, self.choices)

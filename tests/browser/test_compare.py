@@ -90,6 +90,8 @@ def test_three_panes_stream_at_once_stop_one_the_others_finish(live_server_url, 
     for pane in panes:
         expect(cell(page, pane).locator(".content.streaming")).not_to_be_empty()
     assert page.locator(".pane-state[data-state='streaming']").count() == 3
+    for pane in panes:  # each pane's live numbers in its head
+        expect(page.locator(f"#pane-live-{pane.public_id}")).to_contain_text(re.compile(r"TTFT \d+ ms · \d+ chunks"))
     expect(page.locator("#composer textarea")).to_have_value("")  # accepted: the composer is cleared
     expect(page.locator("#stop-button")).to_be_visible()  # Stop all
 
@@ -102,6 +104,7 @@ def test_three_panes_stream_at_once_stop_one_the_others_finish(live_server_url, 
         expect(pane_state(page, pane)).to_have_attribute("data-state", "idle", timeout=30_000)
         expect(cell(page, pane).locator(".metrics")).to_contain_text("TTFT")
         expect(cell(page, pane).locator(".metrics")).to_contain_text("finish:")
+        expect(pane_state(page, pane)).to_contain_text(re.compile(r"TTFT \d+ ms · [\d.]+ tok/s · \d+ out"))
     expect(page.locator("#stream-status")).to_have_attribute("data-state", "idle")
     expect(page.locator("#stop-button")).to_be_hidden()
     statuses = {m.pane_id: m.status for m in Message.objects.filter(conversation=comparison, role="assistant")}

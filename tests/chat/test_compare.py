@@ -155,6 +155,7 @@ async def test_one_message_streams_to_every_pane_at_once_with_its_own_request(ow
     assert [r.status for r in replies] == ["complete"] * 3, [r.error for r in replies]
     streamed = {str(r.public_id) for r in replies if any(f'msg-{r.public_id}-content" hx-swap-oob="beforeend"' in f for f in frames[:first_final])}
     assert len(streamed) == 3
+    assert all(any(f'id="pane-live-{p.public_id}" class="pane-live" hx-swap-oob="true">TTFT ' in f for f in frames) for p in panes)
     # The bodies each upstream received: the shared message, the pane's model, the shared and its own values.
     received = bodies(sims[0]) + bodies(sims[1])
     assert len(received) == 3
