@@ -23,6 +23,7 @@ from playwright.sync_api import expect
 
 from chat import probe
 from chat.models import Message
+from tests.browser.batched import batched
 from tests.browser.compared import compared
 from tests.browser.conftest import sim_endpoint, until, wait_synced
 from tests.browser.library_pages import library_pages
@@ -193,6 +194,17 @@ def test_every_page_passes_axe_without_serious_violations(live_server_url, brows
     page.select_option("#use-prompt-choice", str(prompt.public_id))
     expect(page.locator("#var-city")).to_be_visible()
     audit("conversation: Use a prompt")
+    run, earlier = batched(staff, endpoint)  # issue 16: batch runs: the list, a new run, a finished run, compare
+    page.goto(f"{live_server_url}/batch/")
+    audit("batch runs")
+    page.goto(f"{live_server_url}/batch/new")
+    audit("new batch run")
+    page.goto(f"{live_server_url}/batch/{run.public_id}/")
+    expect(page.locator("#batch-results td.batch-cell")).to_have_count(3)
+    audit("batch run with its results")
+    page.goto(f"{live_server_url}/batch/{run.public_id}/compare?with={earlier.public_id}")
+    expect(page.locator("#overall-delta")).to_be_visible()
+    audit("batch runs compared")
     page.goto(f"{live_server_url}/no/such/page/")
     audit("404")
     page.set_content(render_to_string("500.html"))  # (rendered as Django renders it: without a request)
