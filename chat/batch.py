@@ -30,7 +30,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from chat import checks as checking
-from chat import liveness
+from chat import library, liveness
 from chat.models import BatchResult, BatchRun, Completion, Conversation, Endpoint, Message
 from chat.runs import CompletionRun
 from chat.schemas import check_answer
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 HEARTBEAT = 5.0  # s between lease renewals of a running task
 POLL = 0.5  # s between looks at the run's status (Cancel)
 QUEUED_STALE = timedelta(seconds=30)  # a queued run with no task waiting for it is queued again
-SETTINGS_KEYS = ("system_prompt", "options", "tools", "response_format")
 
 
 class RunInvalid(ValueError):
@@ -58,30 +57,26 @@ class RunInvalid(ValueError):
 
 
 def request_parts(values: dict) -> tuple[str, dict]:
-    """(system prompt, option values) of a prompt version's settings snapshot (chat.library)."""
+    """(system prompt, option values) of a prompt version's settings snapshot, as *Use a prompt*
+    takes them (chat.library); streamed unless the prompt says otherwise (TTFT and tokens/s need it)."""
     values = values if isinstance(values, dict) else {}
-    options = dict(values.get("options") or {})
-    if values.get("tools"):
-        options["tools"] = values["tools"]
-    if values.get("response_format"):
-        options["response_format"] = values["response_format"]
-    # Streamed unless the prompt says otherwise: TTFT and tokens/s need a stream.
+    options = library.option_values(values)
     if options.get("stream") is None:
         options["stream"] = True
         options.setdefault("stream_options", {"include_usage": True})
     return str(values.get("system_prompt") or ""), options
 
 
-def api_messages(version_messages: list, values: dict, system_prompt: str) -> list[dict]:
-    rendered = render(version_messages, values)
-    if system_prompt and not any(m["role"] in ("system", "developer") for m in rendered):
-        rendered = [{"role": "system", "content": system_prompt}, *rendered]
-    return [{"role": m["role"], "content": m["content"]} for m in rendered]
+def api_messages(version_messages: list, values: dict, snapshot: dict) -> list[dict]:
+    """The row's messages: the version's templates rendered with the row's values, after the
+    snapshot's system prompt (chat.library.api_messages, as a conversation would send them)."""
+    rendered = [{"role": m["role"], "content": m["content"]} for m in render(version_messages, values)]
+    return library.api_messages(rendered, snapshot if isinstance(snapshot, dict) else {})
 
 
 def request_body(run_version, values: dict, endpoint: Endpoint) -> dict:
-    system_prompt, options = request_parts(run_version.values)
-    return build_payload(endpoint.model_id, api_messages(run_version.messages, values, system_prompt), options)
+    _, options = request_parts(run_version.values)
+    return build_payload(endpoint.model_id, api_messages(run_version.messages, values, run_version.values), options)
 
 
 def create_run(user, *, version, test_set, endpoints: list[Endpoint], concurrency: int, visibility="private", team=None) -> BatchRun:
@@ -484,8 +479,8 @@ class Runner:
         if endpoint is None or version is None:
             body, messages = {}, []
         else:
-            system_prompt, options = request_parts(version.values)
-            messages = api_messages(version.messages, result.values, system_prompt)
+            _, options = request_parts(version.values)
+            messages = api_messages(version.messages, result.values, version.values)
             body = build_payload(endpoint.model_id, messages, options)
         for position, message in enumerate(messages):
             parent = Message.objects.create(conversation=conversation, parent=parent, position=position, role=message["role"],
