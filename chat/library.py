@@ -19,7 +19,7 @@ from django.http import Http404
 from django.urls import reverse
 
 from chat.models import Conversation
-from chat.models_library import Preset, Prompt, PromptVersion, TestSet
+from chat.models_library import Preset, Prompt, PromptVersion, TestCase, TestSet
 from chat.panel import PanelForm
 from chat.templating import TemplateError, check, render
 from chat.textdiff import Segment, word_diff
@@ -146,6 +146,31 @@ def share(row, team) -> None:
     row.team = team
     row.visibility = "team" if team else "private"
     row.save(update_fields=["team", "visibility", "updated_at"])
+
+
+@transaction.atomic
+def duplicate(row, user):
+    """A private copy of a prompt (its latest version as v1), test set (every row) or preset that
+    `user` may see, as with a conversation's fork: the copy is theirs to change."""
+    name = f"{row.name} (copy)"[:200]
+    if isinstance(row, Preset):
+        return Preset.objects.create(owner=user, name=name, values=row.values)
+    if isinstance(row, TestSet):
+        copy = TestSet.objects.create(owner=user, name=name, variables=row.variables, checks=row.checks)
+        TestCase.objects.bulk_create(
+            TestCase(test_set=copy, position=case.position, values=case.values, expected=case.expected)
+            for case in row.cases.order_by("position")
+        )
+        return copy
+    preset = row.preset if row.preset and Preset.objects.visible_to(user).filter(pk=row.preset_id).exists() else None
+    copy = Prompt.objects.create(owner=user, name=name, description=row.description, preset=preset)
+    latest = row.latest()
+    if latest is not None:
+        PromptVersion.objects.create(
+            prompt=copy, number=1, messages=latest.messages, values=latest.values, created_by=user,
+            note=f"copied from {row.name} v{latest.number} by {row.owner.get_username()}"[:500],
+        )
+    return copy
 
 
 # --- prompt versions ------------------------------------------------------------------------------

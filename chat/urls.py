@@ -48,6 +48,7 @@ urlpatterns = [
     path("library/<str:kind>/<uuid:public_id>/visibility", views_library.item_visibility, name="item_visibility"),
     path("library/<str:kind>/<uuid:public_id>/rename", views_library.item_rename, name="item_rename"),
     path("library/<str:kind>/<uuid:public_id>/delete", views_library.item_delete, name="item_delete"),
+    path("library/<str:kind>/<uuid:public_id>/duplicate", views_library.item_duplicate, name="item_duplicate"),
     path("p/<uuid:public_id>/", views_library.prompt_page, name="prompt"),
     path("p/<uuid:public_id>/editor", views_library.prompt_editor, name="prompt_editor"),
     path("p/<uuid:public_id>/variables", views_library.prompt_variables, name="prompt_variables"),

@@ -213,6 +213,17 @@ def item_rename(request: HttpRequest, kind: str, public_id) -> HttpResponse:
 
 
 @require_POST
+def item_duplicate(request: HttpRequest, kind: str, public_id) -> HttpResponse:
+    """Anyone who may see it gets a private copy of their own (as a conversation's fork)."""
+    row = library.visible(_kind(kind), request.user, public_id)
+    copy = library.duplicate(row, request.user)
+    django_messages.success(request, f"“{copy.name}” is your own copy: change it as you like.")
+    if kind == "preset":
+        return redirect(reverse("chat:library") + f"#preset-{copy.public_id}")
+    return redirect("chat:prompt" if kind == "prompt" else "chat:testset", public_id=copy.public_id)
+
+
+@require_POST
 def item_delete(request: HttpRequest, kind: str, public_id) -> HttpResponse:
     row = library.visible(_kind(kind), request.user, public_id, edit=True)
     name = row.name

@@ -512,3 +512,31 @@ def test_deleting_a_prompt_or_test_set_asks_first_and_goes_to_the_library(client
     assert PromptVersion.objects.count() == 0
     response = client.post(reverse("chat:item_delete", args=["testset", testset.public_id]))
     assert response.status_code == 302 and not TestSet.objects.exists()
+
+
+def test_whoever_may_see_an_item_may_duplicate_it(client, owner, teammate, outsider, team):
+    preset = Preset.objects.create(owner=owner, name="Team preset", values={"options": {"temperature": 0.2}}, team=team, visibility="team")
+    private_preset = Preset.objects.create(owner=owner, name="Mine", values={})
+    prompt = Prompt.objects.create(owner=owner, name="Shared", team=team, visibility="team", preset=private_preset)
+    PromptVersion.objects.create(prompt=prompt, number=1, messages=[{"role": "user", "content": "a {{x}}"}])
+    PromptVersion.objects.create(prompt=prompt, number=2, messages=[{"role": "user", "content": "b {{x}}"}], values={"options": {}})
+    testset = TestSet.objects.create(owner=owner, name="Cases", variables=["x"], team=team, visibility="team", checks=[{"kind": "contains"}])
+    TestCase.objects.create(test_set=testset, position=0, values={"x": "1"}, expected="one")
+    TestCase.objects.create(test_set=testset, position=3, values={"x": "2"})
+    client.force_login(teammate)
+    response = client.post(reverse("chat:item_duplicate", args=["prompt", prompt.public_id]))
+    copy = Prompt.objects.get(owner=teammate)
+    assert response.status_code == 302 and response["Location"] == reverse("chat:prompt", args=[copy.public_id])
+    assert copy.name == "Shared (copy)" and copy.visibility == "private" and copy.preset is None  # not theirs to see
+    assert [(v.number, v.messages, v.note) for v in copy.versions.all()] == [
+        (1, [{"role": "user", "content": "b {{x}}"}], "copied from Shared v2 by alice")]
+    client.post(reverse("chat:item_duplicate", args=["testset", testset.public_id]))
+    copied = TestSet.objects.get(owner=teammate)
+    assert [(c.position, c.values, c.expected) for c in copied.cases.all()] == [(0, {"x": "1"}, "one"), (3, {"x": "2"}, "")]
+    assert copied.checks == [{"kind": "contains"}]
+    client.post(reverse("chat:item_duplicate", args=["preset", preset.public_id]))
+    assert Preset.objects.get(owner=teammate).values == {"options": {"temperature": 0.2}}
+    assert client.post(reverse("chat:item_duplicate", args=["preset", private_preset.public_id])).status_code == 404
+    client.force_login(outsider)
+    assert client.post(reverse("chat:item_duplicate", args=["prompt", prompt.public_id])).status_code == 404
+    assert not Prompt.objects.filter(owner=outsider).exists()
