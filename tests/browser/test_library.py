@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from chat.models import Conversation
 from chat.models_library import Preset, Prompt, PromptVersion, TestCase, TestSet
-from tests.browser.conftest import open_conversation, served_simulator, sim_endpoint, until, wait_synced
+from tests.browser.conftest import open_conversation, saved_options, served_simulator, sim_endpoint, until, wait_synced
 from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -231,11 +231,13 @@ def test_save_a_preset_and_apply_it_to_another_conversation(live_server_url, pag
     temperature.fill("")
     type_into(temperature, "0.25")
     system = page.locator("#id_system_prompt")
+    system.click()  # leaving the temperature saves it
+    until(lambda: saved_options(first).get("temperature") == 0.25, timeout=20)
     type_into(system, "Answer in one sentence.")
     expect(system).to_have_value("Answer in one sentence.")
     # Saved from the panel as shown (its values are posted along, validated)
     type_into(page.locator("#preset_name"), "Terse")
-    until(lambda: saved_system_prompt(first) == "Answer in one sentence.")  # the panel saved it on leaving the field
+    until(lambda: saved_system_prompt(first) == "Answer in one sentence.", timeout=20)  # saved on leaving the field
     page.get_by_role("button", name="Save settings as preset").click()
     expect(page.locator("#conversation-presets [role=status]")).to_contain_text("Saved “Terse”")
     preset = Preset.objects.get(name="Terse", owner=owner)
