@@ -12,5 +12,6 @@ urlpatterns = [
     path("batch/<uuid:public_id>/cancel", views_batch.run_cancel, name="batch_cancel"),
     path("batch/<uuid:public_id>/results/<int:pk>/review", views_batch.result_review, name="batch_review"),
     path("batch/<uuid:public_id>/compare", views_batch.run_compare, name="batch_compare"),
+    path("t/<uuid:public_id>/checks", views_batch.testset_checks, name="testset_checks"),
     re_path(r"^batch/(?P<public_id>[0-9a-f-]{36})/export\.(?P<fmt>csv|jsonl)$", views_batch.run_export, name="batch_export"),
 ]

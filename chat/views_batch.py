@@ -11,9 +11,11 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import batch, batch_results
+import json
+
+from chat import batch, batch_results, checks, library
 from chat.forms_batch import BatchRunForm
-from chat.models import BatchResult, BatchRun
+from chat.models import BatchResult, BatchRun, TestSet
 
 
 def visible_run(request: HttpRequest, public_id) -> BatchRun:
@@ -121,3 +123,28 @@ def run_export(request: HttpRequest, public_id, fmt: str) -> HttpResponse:
         response = StreamingHttpResponse(batch_results.jsonl_lines(rows), content_type="application/x-ndjson; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="batch-{run.public_id}.{fmt}"'
     return response
+
+
+# --- a test set's checks (on its page: templates/chat/_testset_checks.html) --------------------------
+
+
+def checks_context(testset: TestSet, user, **extra) -> dict:
+    return {"testset": testset, "can_edit": testset.can_edit(user), "check_labels": [checks.label(c) for c in testset.checks or []],
+            "checks_text": json.dumps(testset.checks or [], indent=2, ensure_ascii=False), **extra}
+
+
+@require_POST
+def testset_checks(request: HttpRequest, public_id) -> HttpResponse:
+    """Save a test set's checks (the owner): a JSON list, validated; an error keeps the text as typed."""
+    testset = library.visible(TestSet, request.user, public_id, edit=True)
+    text = request.POST.get("checks", "")
+    try:
+        value = json.loads(text or "[]")
+        checks.validate(value)
+    except ValueError as e:  # JSONDecodeError and CheckError alike
+        message = str(e) if isinstance(e, checks.CheckError) else f"Not valid JSON: {e}"
+        context = checks_context(testset, request.user, checks_error=message + " Nothing was saved.", checks_text=text)
+        return render(request, "chat/_testset_checks.html", context)
+    testset.checks = value
+    testset.save(update_fields=["checks", "updated_at"])
+    return render(request, "chat/_testset_checks.html", checks_context(testset, request.user, checks_saved=True))

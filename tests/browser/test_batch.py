@@ -38,8 +38,7 @@ PromptVersion.objects.create(prompt=prompt, number=2, created_by=admin, messages
                              values={"system_prompt": "", "options": {"max_tokens": 8, "temperature": 0}})
 cities = ["Paris", "Tokyo", "Lima", "Oslo", "Cairo", "Quito", "Perth", "Dakar", "Seoul", "Hanoi",
           "Delhi", "Accra", "Bern", "Doha", "Kyiv", "Riga", "Sofia", "Turin", "Lagos", "Nice"]
-test_set = TestSet.objects.create(owner=admin, name="Twenty cities", variables=["city", "unit"],
-                                  checks=[{"kind": "contains", "value": "{{city}}"}])
+test_set = TestSet.objects.create(owner=admin, name="Twenty cities", variables=["city", "unit"])
 TestCase.objects.bulk_create([TestCase(test_set=test_set, position=i, values={"city": c, "unit": "celsius"})
                               for i, c in enumerate(cities)])
 """
@@ -69,12 +68,26 @@ def log_in(page, server: Server) -> None:
     page.wait_for_url(server.url + "/")
 
 
-def start_run(page, version_label: str) -> str:
-    """From the sidebar to a started run on the first two simulated endpoints; returns its address."""
-    page.get_by_role("navigation", name="Pages").get_by_role("link", name="Batch runs").click()
-    page.get_by_role("link", name="New batch run").click()
+def set_checks_and_open_the_run_form(page) -> None:
+    """On the test set's page: its checks typed and saved, then *Run as a batch…*."""
+    page.get_by_role("navigation", name="Pages").get_by_role("link", name="Prompts, presets, test sets").click()
+    page.get_by_role("link", name="Twenty cities").click()
+    page.get_by_text("Edit the checks (JSON)").click()
+    page.locator("#checks-json").fill("")
+    page.locator("#checks-json").press_sequentially('[{"kind": "contains", "value": "{{city}}"}]', delay=5)
+    page.get_by_role("button", name="Save the checks").click()
+    expect(page.locator("#check-list")).to_have_text('Contains "{{city}}"')
+    page.get_by_role("link", name="Run as a batch…").click()
+    expect(page.get_by_label("Test set")).to_have_value(re.compile("[0-9a-f-]{36}"))  # this test set, picked
+
+
+def start_run(page, version_label: str, from_sidebar: bool = True) -> str:
+    """From the sidebar (or the open form) to a started run on the first two simulated endpoints; returns its address."""
+    if from_sidebar:
+        page.get_by_role("navigation", name="Pages").get_by_role("link", name="Batch runs").click()
+        page.get_by_role("link", name="New batch run").click()
+        page.get_by_label("Test set").select_option(label="Twenty cities")
     page.get_by_label("Prompt version").select_option(label=version_label)
-    page.get_by_label("Test set").select_option(label="Twenty cities")
     boxes = page.locator("fieldset.batch-endpoint-picks input[type=checkbox]")
     boxes.nth(0).check()
     boxes.nth(1).check()
@@ -96,7 +109,8 @@ def test_a_batch_run_survives_a_closed_tab_and_a_restart_and_is_compared_and_exp
             page = context.new_page()
             page.set_default_timeout(20_000)
             log_in(page, server)
-            url = start_run(page, "Weather v2 — shorter")  # the second version first: yesterday's deployment
+            set_checks_and_open_the_run_form(page)
+            url = start_run(page, "Weather v2 — shorter", from_sidebar=False)  # the second version first: yesterday's deployment
             expect(page.locator("#batch-status")).to_have_text("Done", timeout=120_000)
             first_url = url
 

@@ -174,3 +174,27 @@ async def test_the_socket_shows_progress_while_the_run_goes_on(owner, endpoints,
     assert counts == sorted(counts) and counts[-1] == 6 and len(set(counts)) >= 2  # it moved, live
     assert 'id="batch-results"' in seen[-1]
     await socket.disconnect()
+
+
+def test_the_test_set_page_edits_its_checks_and_starts_a_batch(client, owner, teammate, team):
+    test_set = make_test_set(owner, 2, checks=[])
+    page = reverse("chat:testset", args=[test_set.public_id])
+    url = reverse("chat:testset_checks", args=[test_set.public_id])
+    login(client, owner)
+    text = client.get(page).content.decode()
+    assert "No checks yet" in text and f'href="/batch/new?test_set={test_set.public_id}"' in text
+    response = client.post(url, {"checks": '[{"kind": "contains", "value": "{{city}}"}, {"kind": "json"}]'})
+    assert "Checks saved" in response.content.decode() and "Contains &quot;{{city}}&quot;" in response.content.decode()
+    test_set.refresh_from_db()
+    assert test_set.checks == [{"kind": "contains", "value": "{{city}}"}, {"kind": "json"}]
+    for bad, message in (('[{"kind": "contains"}', "Not valid JSON"), ('[{"kind": "regex", "pattern": "("}]', "Check 1 (regex)")):
+        text = client.post(url, {"checks": bad}).content.decode()
+        assert message in text and "Nothing was saved." in text
+    test_set.refresh_from_db()
+    assert len(test_set.checks) == 2  # nothing lost
+    test_set.visibility, test_set.team = "team", team
+    test_set.save()
+    client.logout()
+    login(client, teammate)
+    assert "Edit the checks" not in client.get(page).content.decode()
+    assert client.post(url, {"checks": "[]"}).status_code == 404
