@@ -77,6 +77,9 @@ print(json.dumps({
     "done": done.count(),
     "complete": done.filter(completion__status="complete", message__status="complete").count(),
     "passed": done.filter(passed=True).count(),
+    "errors": done.filter(completion__status="error").count(),
+    "first_error": (done.filter(completion__status="error").values_list("message__error", flat=True).first() or "")[:200],
+    "first_failure": next((c["detail"] for r in done.filter(passed=False, completion__status="complete")[:1] for c in r.checks if not c["passed"]), ""),
     "distinct_cells": done.values("position", "endpoint_index").distinct().count(),
     "distinct_completions": done.values("completion").distinct().count(),
     "answers": Message.objects.filter(conversation=run.conversation, role="assistant").count(),
@@ -199,6 +202,8 @@ def print_table(results: list[dict]) -> None:
     for line in lines:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)))
     for r in results:
+        if r["errors"] or r["first_failure"]:
+            print(f"- {r['setup']}: {r['errors']} upstream errors ({r['first_error']!r}); a failed check: {r['first_failure']!r}")
         print(f"- {r['setup']}: run {r['duration']:.2f}s ({r['wall']:.2f}s watched); rows run by {len(r['worker_ids'])} worker process(es); "
               f"load average {os.getloadavg()[0]:.2f}")
 
