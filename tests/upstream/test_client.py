@@ -514,3 +514,32 @@ async def test_closed_client_reopens_and_errors_are_upstream_errors(server):
     await client.aclose()
     assert issubclass(UpstreamTimeout, UpstreamError)
 
+
+
+async def test_pace_between_reads_batches_the_tokens_and_a_cancel_there_closes_the_connection(server):
+    """stream_chat(pace=): awaited after each read's events; what arrives meanwhile (a chunk every
+    20 ms here) is read together afterwards, and a stop while pacing still hangs up at once."""
+    received, paces, pausing = [], [], asyncio.Event()
+
+    async def pace():
+        paces.append(len(received))
+        pausing.set()
+        await asyncio.sleep(0.1)
+        pausing.clear()
+
+    async def consume(client):
+        async for event in client.stream_chat(STREAM_BODY, pace=pace):
+            received.append(event)
+
+    async with UpstreamClient(f"{server}/slow/pace") as client:
+        task = asyncio.create_task(consume(client))
+        while len([e for e in received if isinstance(e, ContentDelta)]) < 15:
+            await asyncio.sleep(0.005)
+        assert paces and paces[0] > 0  # awaited after the first read's events, before the next read
+        # ~5 chunks wait in the buffer during each 100 ms pause and arrive in one read
+        assert len(paces) <= len([e for e in received if isinstance(e, ContentDelta)]) / 2
+        await pausing.wait()
+        task.cancel()  # inside pace's sleep
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await asyncio.to_thread(APP.disconnected["pace"].wait, 5)
