@@ -467,16 +467,18 @@ class Runner:
             )
             if updated != len(claimed):  # the lock makes this impossible; never run a row twice
                 raise RuntimeError("batch rows were claimed by another worker under the run's lock")
-            for result in claimed:
-                self._prepare(run, result)
-            return claimed, left
+            runnable = [result for result in claimed if self._prepare(run, result)]
+            return runnable, left or int(len(runnable) < len(claimed))
 
-    def _prepare(self, run: BatchRun, result: BatchResult) -> None:
+    def _prepare(self, run: BatchRun, result: BatchResult) -> bool:
+        """Make the row's messages, Completion and placeholder; False (and the row finished with the
+        reason) when it cannot be sent: its endpoint or the prompt version was deleted meanwhile."""
         endpoint = self.endpoints.get(result.endpoint_id)
         version = self.run_obj.prompt_version
         conversation = self.run_obj.conversation
         parent = None
-        if endpoint is None or version is None:
+        gone = "endpoint" if endpoint is None else "prompt version" if version is None else ""
+        if gone:
             body, messages = {}, []
         else:
             _, options = request_parts(version.values)
@@ -485,16 +487,24 @@ class Runner:
         for position, message in enumerate(messages):
             parent = Message.objects.create(conversation=conversation, parent=parent, position=position, role=message["role"],
                                             content=message["content"], is_active=position > 0)
+        error = f"Not sent: the {gone} was deleted before this row ran." if gone else ""
         completion = Completion.objects.create(
-            conversation=conversation, endpoint=endpoint, user_id=run.owner_id, request_body=body,
-            status=Completion.Status.STREAMING, worker=self.worker,
+            conversation=conversation, endpoint=endpoint, user_id=run.owner_id, request_body=body, worker=self.worker,
+            status=Completion.Status.ERROR if gone else Completion.Status.STREAMING, error_message=error,
         )
         reply = Message.objects.create(conversation=conversation, parent=parent, position=len(messages), role="assistant",
-                                       completion=completion, status=Message.Status.STREAMING, is_active=parent is not None)
+                                       completion=completion, status=Message.Status.ERROR if gone else Message.Status.STREAMING,
+                                       error=error, is_active=parent is not None)
+        if gone:
+            BatchResult.objects.filter(pk=result.pk).update(
+                completion=completion, message=reply, status=BatchResult.Status.DONE,
+                passed=False if self.checks else None, updated_at=timezone.now())
+            return False
         completion.endpoint = endpoint  # with its key
         reply.conversation = conversation
         result.completion, result.message = completion, reply
         BatchResult.objects.filter(pk=result.pk).update(completion=completion, message=reply)
+        return True
 
     def _take_over(self, index: int) -> bool:
         """Nothing pending for this endpoint: rows still running under a dead worker's lease go

@@ -244,3 +244,15 @@ def test_rows_left_running_by_a_dead_worker_are_run_again_once(owner, endpoints,
     rows = results(run)
     assert [r.status for r in rows] == ["done"] * 4 and len(sim.bodies) == 4
     assert run.conversation.messages.filter(role="assistant").count() == 4
+
+
+def test_a_row_whose_endpoint_was_deleted_finishes_with_the_reason(owner, endpoints, sim):
+    run = batch.create_run(owner, version=make_version(owner), test_set=make_test_set(owner, 2), endpoints=endpoints, concurrency=2)
+    endpoints[1].delete()
+    assert run_now(run) == "2 rows"
+    run.refresh_from_db()
+    assert run.status == "done"
+    gone = [r for r in results(run) if r.endpoint_index == 1]
+    assert [r.status for r in gone] == ["done", "done"] and all(r.passed is False for r in gone)
+    assert gone[0].message.error == "Not sent: the endpoint was deleted before this row ran." and gone[0].completion.status == "error"
+    assert len(sim.bodies) == 2  # only the rows of the endpoint that is still there went out
