@@ -395,7 +395,7 @@ class CompletionRun:
             return
         # The final render replaces the placeholder's row: it keeps the ◀ i/N ▶ of a regenerated answer
         # (its alternatives: the messages beside it, read now, not the whole conversation).
-        siblings = self.message.conversation.messages.filter(parent_id=self.message.parent_id, removed=False)
+        siblings = self.message.conversation.messages.filter(parent_id=self.message.parent_id, removed=False).order_by()  # (the Tree sorts)
         branches.Tree(siblings).annotate([self.message])
 
     def _fill(self, message: Message, choice: dict | None, streamed_text: bool) -> None:
