@@ -358,6 +358,8 @@ class Runner:
         return restore
 
     def _stop_for_shutdown(self, sig, previous) -> None:
+        if self.releasing:  # Ctrl-C reaches the launcher's whole group, and the launcher sends SIGTERM too
+            return
         log.warning("batch run %s: the worker stops; rows in flight go back to the queue", self.run_id)
         self.releasing = True
         self._stop()
