@@ -133,6 +133,19 @@ HTTP = [
     ("use a prompt: its form",      "use_prompt_form",        "GET",  1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
     ("use a prompt",                "use_prompt",             "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
     ("a preset on a compare pane",  "compare_pane_preset",    "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    # Comparisons (issue 15): alice's comparison per column (two panes, one answered turn); the page,
+    # export, fork and delete are the conversation rows'. Replay on… starts from the conversation's completion.
+    ("new comparison: form",        "compare_new",            "GET",  0, [OK, OK, OK, OK, OK, OK, OK, OK, LOGIN, LOGIN]),
+    ("new comparison",              "compare_new",            "POST", 0, [MOVED, MOVED, MOVED, MOVED, MOVED, MOVED, MOVED, MOVED, LOGIN, LOGIN]),
+    ("add a pane",                  "compare_pane_add",       "POST", 0, [MOVED, MOVED, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("add a pane (GET)",            "compare_pane_add",       "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("sweep",                       "compare_sweep",          "POST", 0, [MOVED, MOVED, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("remove a pane",               "compare_pane_remove",    "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("shared settings",             "compare_settings",       "POST", 0, [MOVED, MOVED, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("diff two panes",              "compare_diff",           "GET",  1, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("continue with an answer",     "compare_continue",       "POST", 1, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("replay on…: form",            "completion_replay",      "GET",  0, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("replay on…",                  "completion_replay",      "POST", 0, [MOVED, MOVED, MOVED, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
 ]
 
 # Patterns outside the app, and where they are covered.
@@ -190,7 +203,27 @@ def world(owner, teammate, outsider, staff, team):
         )
         conversations[state] = c
     personas = {"owner": owner, "teammate": teammate, "outsider": outsider, "staff": staff, "anonymous": None}
-    return {"endpoint": endpoint, "conversations": conversations, "personas": personas, "library": library_world(owner, team)}
+    return {"endpoint": endpoint, "conversations": conversations, "personas": personas, "library": library_world(owner, team),
+            "compare": compare_world(owner, team, endpoint)}
+
+
+def compare_world(owner, team, endpoint) -> dict:
+    """Per column state, a comparison of alice's: two panes, one message answered by both."""
+    from chat import compare
+
+    comparisons = {}
+    for state in ("shared", "private"):
+        comparison = compare.new_comparison(owner, [(endpoint, {}), (endpoint, {"temperature": 1.0})], title=f"{state} comparison")
+        if state == "shared":
+            comparison.team, comparison.visibility = team, "team"
+            comparison.save()
+        question = Message.objects.create(conversation=comparison, position=0, role="user", content="Which?")
+        for pane in comparison.panes.all():
+            completion = Completion.objects.create(conversation=comparison, endpoint=endpoint, user=owner, request_body={"model": "m"})
+            Message.objects.create(conversation=comparison, parent=question, position=1, role="assistant", content=f"pane {pane.position}",
+                                   pane=pane, completion=completion)
+        comparisons[state] = comparison
+    return comparisons
 
 
 def library_world(owner, team) -> dict:
@@ -258,10 +291,32 @@ INDEX_QUERIES = {
 CURL = """curl http://x/v1/chat/completions -d '{"model": "Qwen/Qwen3-8B", "messages": [{"role": "user", "content": "hi"}]}'"""
 
 
+def compare_request(route: str, world, state: str) -> tuple[str, dict, dict] | None:
+    """The path, query and POST data of a comparison row (None for the other rows)."""
+    comparison, endpoint = world["compare"][state], world["endpoint"]
+    panes = list(comparison.panes.all())
+    routes = {  # name: (args, query, data)
+        "compare_new": ([], {}, {"endpoint_0": endpoint.pk, "endpoint_1": endpoint.pk, "overrides_1": "seed=2"}),
+        "compare_pane_add": ([comparison.public_id], {}, {"pane-endpoint": endpoint.pk, "pane-overrides": "seed=3"}),
+        "compare_sweep": ([comparison.public_id], {}, {"sweep-endpoint": endpoint.pk, "sweep-parameter": "seed", "sweep-values": "1..2"}),
+        "compare_pane_remove": ([comparison.public_id, panes[-1].public_id], {}, {}),
+        "compare_settings": ([comparison.public_id], {}, {"system_prompt": "Be brief.", "options": "max_tokens=50"}),
+        "compare_diff": ([comparison.public_id], {"a": str(panes[0].public_id), "b": str(panes[1].public_id)}, {}),
+        "compare_continue": ([comparison.public_id, comparison.messages.filter(pane=panes[0]).get().public_id], {}, {"target": "new"}),
+    }
+    name = route.split("?")[0]
+    if name not in routes:
+        return None
+    args, query, data = routes[name]
+    return reverse(f"chat:{name}", args=args), query, data
+
+
 def request_for(route: str, world, state: str) -> tuple[str, dict, dict]:
     """The path, query and POST data of one row, aimed at the conversation in `state`."""
     if (library := library_request(route, world, state)) is not None:
         return library
+    if (comparison := compare_request(route, world, state)) is not None:
+        return comparison
     c = world["conversations"][state]
     name = route.split("?")[0]
     if name in ("index", "conversation_new", "conversation_import", "healthz"):
@@ -285,6 +340,7 @@ def request_for(route: str, world, state: str) -> tuple[str, dict, dict]:
         "conversation_title": {"title": "Renamed"},
         "conversation_visibility": {"share": ""},
         "conversation_fork": {"endpoint": "qwen"},
+        "completion_replay": {"endpoint": world["endpoint"].pk},
     }.get(name, {})
     return reverse(f"chat:{name}", args=args), INDEX_QUERIES.get(route, {}), data
 
