@@ -171,3 +171,38 @@ def test_a_batch_run_survives_a_closed_tab_and_a_restart_and_is_compared_and_exp
             assert {r["row"] for r in exported} == {str(i) for i in range(1, 21)}
         finally:
             browser.close()
+
+
+def test_a_batch_run_survives_the_server_being_killed(server):
+    """SIGKILL: the launcher dies, its worker with it (PR_SET_PDEATHSIG), rows are left running under a
+    lease nobody renews; the next start's worker takes them up again and the run ends with 40 results."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(20_000)
+            log_in(page, server)
+            set_checks_and_open_the_run_form(page)
+            url = start_run(page, "Weather v1 — first", from_sidebar=False)
+            page.wait_for_function("() => +document.querySelector('#batch-finished').textContent > 0", timeout=60_000)
+            workers = subprocess.run(["pgrep", "-f", "django batch_worker", "-P", str(server.process.pid)],
+                                     capture_output=True, text=True).stdout.split()
+            assert len(workers) == 1
+            server.signal(signal.SIGKILL)
+            time.sleep(0.5)
+            state = subprocess.run(["ps", "-o", "stat=", "-p", workers[0]], capture_output=True, text=True).stdout.strip()
+            assert state in ("", "Z"), state  # gone with it (a zombie until something reaps it)
+            left = dict(db(server, "SELECT status, count(*) FROM chat_batchresult GROUP BY status"))
+            assert left.get("running", 0) > 0 and left.get("done", 0) < 40, left  # cut mid-run
+
+            server.start()
+            page.goto(url)
+            expect(page.locator("#batch-status")).to_have_text("Done", timeout=120_000)
+            expect(page.locator("#batch-results td.batch-cell[data-status=done]")).to_have_count(40)
+            rows = db(server, "SELECT position, endpoint_index, completion_id FROM chat_batchresult WHERE status = 'done'")
+            assert len(rows) == 40 and len({(p_, e) for p_, e, _ in rows}) == 40 and len({c for *_, c in rows}) == 40
+            assert db(server, "SELECT count(*), count(DISTINCT completion_id) FROM chat_message WHERE role = 'assistant'") == [(40, 40)]
+            assert db(server, "SELECT count(*) FROM chat_completion") == [(40,)]  # the cut attempts are gone
+            expect(page.locator(".batch-rate").first).to_contain_text("pass rate 100% (20/20)")
+        finally:
+            browser.close()
