@@ -198,3 +198,16 @@ def test_the_test_set_page_edits_its_checks_and_starts_a_batch(client, owner, te
     login(client, teammate)
     assert "Edit the checks" not in client.get(page).content.decode()
     assert client.post(url, {"checks": "[]"}).status_code == 404
+
+
+def test_a_run_is_in_the_history_and_its_search_and_opens_as_the_run(client, owner, outsider, finished):
+    login(client, owner)
+    page = client.get(reverse("chat:index") + "?scope=mine&q=Lima").content.decode()
+    conversation = finished.conversation
+    assert f'href="/c/{conversation.public_id}/"' in page and "batch run</span>" in page
+    response = client.get(reverse("chat:conversation", args=[conversation.public_id]))
+    assert response.status_code == 302 and response["Location"] == reverse("chat:batch_run", args=[finished.public_id])
+    client.logout()
+    login(client, outsider)
+    assert f"/c/{conversation.public_id}/" not in client.get(reverse("chat:index") + "?scope=all&q=Lima").content.decode()
+    assert client.get(reverse("chat:conversation", args=[conversation.public_id])).status_code == 404
