@@ -388,7 +388,9 @@ class Runner:
     def _look(self, renew: bool) -> str:
         if renew:
             with transaction.atomic():
-                run = BatchRun.objects.select_for_update().get(pk=self.run_id)
+                run = BatchRun.objects.select_for_update().filter(pk=self.run_id).first()
+                if run is None:  # deleted meanwhile: stop
+                    return ""
                 run.leases[self.worker] = timezone.now().isoformat()
                 run.save(update_fields=["leases", "updated_at"])
                 return run.status
@@ -453,8 +455,8 @@ class Runner:
         Returns them and whether more rows wait (1) or not (0)."""
         with transaction.atomic():
             # The run's row lock: claims of one run are serialized across workers (and the count holds).
-            run = BatchRun.objects.select_for_update().get(pk=self.run_id)
-            if run.status != BatchRun.Status.RUNNING:
+            run = BatchRun.objects.select_for_update().filter(pk=self.run_id).first()
+            if run is None or run.status != BatchRun.Status.RUNNING:  # cancelled, finished or deleted
                 return [], 0
             rows = run.results.filter(endpoint_index=index)
             busy = rows.filter(status=BatchResult.Status.RUNNING).count()
@@ -512,7 +514,9 @@ class Runner:
         """Nothing pending for this endpoint: rows still running under a dead worker's lease go
         back to pending, for this worker to run. True if there were any."""
         with transaction.atomic():
-            run = BatchRun.objects.select_for_update().get(pk=self.run_id)
+            run = BatchRun.objects.select_for_update().filter(pk=self.run_id).first()
+            if run is None:
+                return False
             alive = {w for w, beat in run.leases.items() if w == self.worker or _lease_alive(run.pk, w, beat)}
             stale = list(run.results.filter(endpoint_index=index, status=BatchResult.Status.RUNNING).exclude(worker__in=alive))
             _release(stale, cancelled=run.status == BatchRun.Status.CANCELLED)
@@ -522,7 +526,9 @@ class Runner:
         """This task is done: drop its lease; the last one out marks the run done, or, when the
         worker stopped with rows left, queues the run again for the next worker."""
         with transaction.atomic():
-            run = BatchRun.objects.select_for_update().get(pk=self.run_id)
+            run = BatchRun.objects.select_for_update().filter(pk=self.run_id).first()
+            if run is None:  # deleted while it ran
+                return
             run.leases.pop(self.worker, None)
             others = any(_lease_alive(run.pk, w, beat) for w, beat in run.leases.items())
             fields = ["leases", "updated_at"]

@@ -10,6 +10,7 @@ urlpatterns = [
     path("batch/<uuid:public_id>/", views_batch.run_page, name="batch_run"),
     path("batch/<uuid:public_id>/results", views_batch.run_results, name="batch_results"),
     path("batch/<uuid:public_id>/cancel", views_batch.run_cancel, name="batch_cancel"),
+    path("batch/<uuid:public_id>/delete", views_batch.run_delete, name="batch_delete"),
     path("batch/<uuid:public_id>/results/<int:pk>/review", views_batch.result_review, name="batch_review"),
     path("batch/<uuid:public_id>/compare", views_batch.run_compare, name="batch_compare"),
     path("t/<uuid:public_id>/checks", views_batch.testset_checks, name="testset_checks"),

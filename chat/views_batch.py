@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django_htmx.http import HttpResponseClientRedirect
 from django.views.decorators.http import require_GET, require_POST
 
 import json
@@ -82,6 +84,17 @@ def run_cancel(request: HttpRequest, public_id) -> HttpResponse:
         run.refresh_from_db()
         return render(request, "chat/batch_run.html#progress", batch_results.page_context(run, request.user))
     return redirect("chat:batch_run", public_id=run.public_id)
+
+
+@require_POST
+def run_delete(request: HttpRequest, public_id) -> HttpResponse:
+    """Delete a run (the owner): cancelled first, then its conversation, results and completions."""
+    run = owned_run(request, public_id)
+    batch.cancel(run)
+    run.conversation.delete()  # the run and its results go with it (CASCADE)
+    if request.htmx:
+        return HttpResponseClientRedirect(reverse("chat:batch_list"))
+    return redirect("chat:batch_list")
 
 
 @require_POST

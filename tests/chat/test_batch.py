@@ -256,3 +256,20 @@ def test_a_row_whose_endpoint_was_deleted_finishes_with_the_reason(owner, endpoi
     assert [r.status for r in gone] == ["done", "done"] and all(r.passed is False for r in gone)
     assert gone[0].message.error == "Not sent: the endpoint was deleted before this row ran." and gone[0].completion.status == "error"
     assert len(sim.bodies) == 2  # only the rows of the endpoint that is still there went out
+
+
+def test_a_run_deleted_while_it_runs_stops_its_worker_cleanly(owner, endpoints, sim):
+    sim.app.token_delay = 0.05
+    run = batch.create_run(owner, version=make_version(owner), test_set=make_test_set(owner, 6), endpoints=endpoints[:1], concurrency=2)
+
+    async def delete_soon():
+        while not await BatchResult.objects.filter(run=run, status="running").aexists():
+            await asyncio.sleep(0.02)
+        await database_sync_to_async(batch.cancel)(run)
+        await database_sync_to_async(run.conversation.delete)()
+
+    async def both():
+        return await asyncio.gather(batch.Runner(run.pk).run(), delete_soon())
+    outcome, _ = asyncio.run(both())
+    assert outcome.endswith("rows") and not BatchRun.objects.filter(pk=run.pk).exists()
+    assert len(sim.bodies) <= 2

@@ -211,3 +211,18 @@ def test_a_run_is_in_the_history_and_its_search_and_opens_as_the_run(client, own
     login(client, outsider)
     assert f"/c/{conversation.public_id}/" not in client.get(reverse("chat:index") + "?scope=all&q=Lima").content.decode()
     assert client.get(reverse("chat:conversation", args=[conversation.public_id])).status_code == 404
+
+
+def test_only_the_owner_deletes_a_run_and_everything_of_it_goes(client, owner, teammate, finished):
+    from chat.models import Completion, Conversation
+
+    url = reverse("chat:batch_delete", args=[finished.public_id])
+    login(client, teammate)
+    assert client.post(url).status_code == 404
+    client.logout()
+    login(client, owner)
+    response = client.post(url, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and response["HX-Redirect"] == reverse("chat:batch_list")
+    assert not BatchRun.objects.filter(pk=finished.pk).exists()
+    assert not Conversation.objects.filter(pk=finished.conversation_id).exists()
+    assert not Completion.objects.filter(conversation_id=finished.conversation_id).exists()
