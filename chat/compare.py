@@ -235,6 +235,15 @@ class Turn:
         return str(self.shared[-1].public_id) if self.shared else "start"
 
 
+def mark_source(conversation: Conversation) -> Conversation:
+    """Whether its answers offer *Continue in the source conversation*: it was made (Replay on…) from a
+    conversation of its own owner; the view checks again. Read by every render of an answer, the
+    socket's too (which has no user: compare.js drops the action on read-only pages)."""
+    conversation.continues_source = bool(conversation.forked_from_id) and Conversation.objects.filter(
+        pk=conversation.forked_from_id, kind=Conversation.Kind.CHAT, owner_id=conversation.owner_id).exists()
+    return conversation
+
+
 def messages_of(conversation: Conversation) -> list[Message]:
     messages = list(conversation.messages.filter(removed=False).select_related("completion"))
     for m in messages:
@@ -291,6 +300,7 @@ def start_send(public_id, user, content: str) -> Started:
             if visible:
                 raise CompareError("This comparison is read-only for you: only its owner can send or stop.")
             raise Forbidden
+        mark_source(conversation)
         panes = list(conversation.panes.select_related("endpoint__api_key"))
         if len(panes) < MIN_PANES:
             raise CompareError(f"Add at least {MIN_PANES} panes first.")
@@ -409,6 +419,7 @@ def start_pending(public_id, user) -> Started:
                        .select_related("endpoint__api_key"))
         if not pending:
             raise CompareError("Nothing is waiting to be replayed here.")
+        mark_source(conversation)
         messages = messages_of(conversation)
         shared = [m for m in messages if m.pane_id is None]
         parent = shared[-1] if shared else None

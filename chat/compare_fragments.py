@@ -4,6 +4,7 @@ partial, so a pane's run targets the same DOM ids as a conversation's (chat.frag
 
 from __future__ import annotations
 
+import hashlib
 from functools import cached_property
 
 from django.template.loader import render_to_string
@@ -19,7 +20,8 @@ class Board:
     """What a comparison shows: its panes (with their chips) and its turns."""
 
     def __init__(self, conversation, user, messages=None) -> None:
-        self.conversation = conversation
+        self.conversation = compare.mark_source(conversation)
+        self.user = user
         self.can_edit = conversation.can_edit(user)
         self.panes = list(conversation.panes.select_related("endpoint"))
         for i, pane in enumerate(self.panes):
@@ -45,17 +47,46 @@ class Board:
 
     @property
     def version(self) -> str:
-        return fragments.list_version(self.messages)
+        """The messages, and the panes and shared settings: a page that missed a pane change while
+        its socket was down is sent the board again when it reconnects."""
+        c = self.conversation
+        setup = "|".join([fragments.list_version(self.messages), repr(c.options), c.system_prompt,
+                          *(f"{p.public_id}:{p.endpoint_id}:{p.overrides!r}" for p in self.panes)])
+        return hashlib.sha256(setup.encode()).hexdigest()[:20]
 
     def context(self) -> dict:
+        # The viewer (also for the socket's renders, which have no request): answers' owner-only actions.
         return {"board": self, "conversation": self.conversation, "can_edit": self.can_edit, "panes": self.panes,
-                "answered_calls": ()}
+                "answered_calls": (), "user": self.user, "max_panes": compare.MAX_PANES,
+                "shared_chips": compare.chips(self.conversation.options)}
 
 
 def board(board: Board) -> str:
     """The whole board, out of band, for a page whose copy is not current."""
     html = render_to_string(f"{PAGE}#board", {**board.context(), "oob": "true"})
     return html + fragments.stream_status(streaming=board.streaming) + fragments.synced()
+
+
+def setup(board: Board) -> str:
+    """What shows the panes and shared settings outside the board, for one viewer, out of band: the
+    diff's pane pickers and the shared settings (the owner's form fields, or a teammate's chips), the
+    owner's pane count and whether another pane fits. Fields only, not forms: forms rendered here would
+    have no CSRF token."""
+    context = {**board.context(), "oob": "true"}
+    parts = ["diff-panes"] + (["pane-count", "shared-fields", "add-pane-body"] if board.can_edit else ["shared-chips"])
+    if board.can_edit:
+        from chat.views_compare import PaneForm, shared_form
+
+        last = board.panes[-1].endpoint if board.panes and board.panes[-1].endpoint else None
+        context["pane_form"] = PaneForm(initial={"endpoint": last.pk} if last else {}, user=board.user, prefix="pane")
+        context["shared_form"] = shared_form(board.conversation)
+    return "".join(render_to_string(f"{PAGE}#{part}", context) for part in parts)
+
+
+def changed(conversation, user) -> str:
+    """A viewer's page after a pane change (chat.views_compare.announce): the board and the setup."""
+    b = Board(conversation, user)
+    return board(b) + setup(b)
 
 
 def redraw(public_id, user) -> str:

@@ -140,4 +140,4 @@ def snapshot(conversation, user, known: str = "") -> str:
     board = compare_fragments.Board(conversation, user)
     if known and known == board.version:
         return fragments.synced()
-    return compare_fragments.board(board)
+    return compare_fragments.board(board) + compare_fragments.setup(board)

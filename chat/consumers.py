@@ -18,7 +18,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import transaction
 
-from chat import branches, compare, compare_runs, fragments, live, liveness, membership, nextrequest
+from chat import branches, compare, compare_fragments, compare_runs, fragments, live, liveness, membership, nextrequest
 from chat.forms import FrameForm
 from chat.models import Completion, Conversation, Endpoint, Message
 from chat.runs import CompletionRun
@@ -205,6 +205,22 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.broadcast.viewer_joined(event.get("channel"))
         for run in list(self.runs.values()):  # once saved, the final fragment is on its way to everyone
             await self.broadcast.snapshot(run)
+
+    async def conversation_changed(self, event: dict) -> None:
+        """A comparison's panes or shared settings changed (chat.views_compare.announce): this page is
+        redrawn for its own viewer (a teammate's has no owner controls)."""
+        html = await self._changed()
+        if html:
+            await self.send(text_data=html)
+
+    @database_sync_to_async
+    def _changed(self) -> str:
+        user = self.scope["user"]
+        conversation = Conversation.objects.visible_to(user).filter(
+            public_id=self.public_id, kind=Conversation.Kind.COMPARE).select_related("owner").first() if user.is_active else None
+        if conversation is None:
+            return ""  # no longer visible: conversation_recheck closes this socket
+        return compare_fragments.changed(conversation, self.scope["user"])
 
     async def conversation_roll_call(self, event: dict) -> None:
         """A run whose owner's socket closed mid-stream asks whether the owner still has one open."""

@@ -3,6 +3,10 @@ and Continue with this answer. Every view checks who may see what; outsiders get
 
 from __future__ import annotations
 
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django import forms
 from django.contrib import messages as django_messages
 from django.http import Http404, HttpRequest, HttpResponse
@@ -18,6 +22,7 @@ from chat.models import Completion, Conversation, Endpoint, Message
 from chat.views import visible_completion, visible_conversation
 
 PAGE = "chat/compare.html"
+log = logging.getLogger(__name__)
 
 
 # --- forms ----------------------------------------------------------------------------------------
@@ -78,6 +83,10 @@ class SharedSettingsForm(forms.Form):
         "rows": 2, "spellcheck": "false", "placeholder": "e.g. max_tokens=256, logprobs=true, top_logprobs=5"}))
 
 
+def shared_form(conversation: Conversation) -> SharedSettingsForm:
+    return SharedSettingsForm(initial={"system_prompt": conversation.system_prompt, "options": compare.overrides_text(conversation.options)})
+
+
 ROWS = compare.MAX_PANES
 
 
@@ -135,8 +144,7 @@ def page_context(request: HttpRequest, conversation: Conversation, **forms_) -> 
     board = Board(conversation, user)
     last = board.panes[-1].endpoint if board.panes and board.panes[-1].endpoint else default_endpoint(user)
     initial = {"endpoint": last.pk} if last else {}
-    shared = SharedSettingsForm(initial={"system_prompt": conversation.system_prompt,
-                                         "options": compare.overrides_text(conversation.options)})
+    shared = shared_form(conversation)
     source = conversation.forked_from
     source_editable = bool(source and source.kind == Conversation.Kind.CHAT and source.can_edit(user))
     return {
@@ -181,6 +189,18 @@ def comparison_new(request: HttpRequest) -> HttpResponse:
     return render(request, "chat/compare_new.html", {"form": NewComparisonForm(user=request.user), "sweep_form": sweep})
 
 
+def announce(conversation: Conversation) -> None:
+    """After a pane change: every open page of the comparison (teammates', the owner's other tabs) is
+    redrawn by its own socket, for its own viewer (chat.consumers: conversation_changed), as
+    views.broadcast_thread does for a conversation's branching."""
+    from chat.consumers import group_name
+
+    try:
+        async_to_sync(get_channel_layer().group_send)(group_name(conversation.public_id), {"type": "conversation.changed"})
+    except Exception:  # a channel layer that is down must not fail the change; pages re-sync on reconnect
+        log.warning("could not tell the viewers of %s about its new panes", conversation.public_id, exc_info=True)
+
+
 def go_to(request: HttpRequest, conversation: Conversation) -> HttpResponse:
     """To a conversation's page: a redirect, or for htmx (forms also rendered by the socket) the page loads it."""
     url = reverse("chat:conversation", args=[conversation.public_id])
@@ -210,6 +230,7 @@ def pane_add(request: HttpRequest, public_id) -> HttpResponse:
     except compare.CompareError as e:
         form.add_error(None, str(e))
         return page(request, conversation, 400, pane_form=form)
+    announce(conversation)
     return redirect("chat:conversation", public_id=conversation.public_id)
 
 
@@ -226,6 +247,7 @@ def pane_sweep(request: HttpRequest, public_id) -> HttpResponse:
     except compare.CompareError as e:
         form.add_error(None, str(e))
         return page(request, conversation, 400, sweep_form=form)
+    announce(conversation)
     return redirect("chat:conversation", public_id=conversation.public_id)
 
 
@@ -238,6 +260,7 @@ def pane_remove(request: HttpRequest, public_id, pane_id) -> HttpResponse:
     if refused := _refuse_while_streaming(request, conversation):
         return refused
     pane.delete()  # its answers with it; the shared messages stay
+    announce(conversation)
     return go_to(request, conversation)
 
 
@@ -250,6 +273,7 @@ def shared_settings(request: HttpRequest, public_id) -> HttpResponse:
     conversation.system_prompt = form.cleaned_data["system_prompt"]
     conversation.options = form.cleaned_data["options"]
     conversation.save(update_fields=["system_prompt", "options", "updated_at"])
+    announce(conversation)
     return redirect("chat:conversation", public_id=conversation.public_id)
 
 

@@ -19,4 +19,14 @@
     if (replay) { replay.requestSubmit(); replay.remove(); }
   });
   document.addEventListener("DOMContentLoaded", sync);
+  // Answers drawn by the socket are the same for every viewer and carry their owner's actions
+  // (data-owner-only); a read-only page drops them (the views refuse them anyway).
+  function dropOwnerOnly(root) {
+    if (!document.querySelector(".compare.read-only")) return;
+    const scope = root && root.querySelectorAll ? root : document;
+    if (scope.matches && scope.matches("[data-owner-only]")) { scope.remove(); return; }
+    scope.querySelectorAll("[data-owner-only]").forEach(function (el) { el.remove(); });
+  }
+  document.addEventListener("htmx:load", function (e) { dropOwnerOnly(e.target); });
+  document.addEventListener("htmx:wsAfterMessage", function () { dropOwnerOnly(document); });
 })();

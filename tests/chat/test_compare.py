@@ -498,3 +498,78 @@ async def test_after_a_reload_mid_stream_stop_one_pane_of_the_detached_runs(owne
     await socket.disconnect()
     statuses = await database_sync_to_async(lambda: {m.pane_id: m.status for m in Message.objects.filter(conversation=slow, role="assistant")})()
     assert statuses == {panes[0].pk: "cancelled", panes[1].pk: "complete", panes[2].pk: "complete"}
+
+
+# --- pane changes reach every open page, each for its own viewer ------------------------------------
+
+
+async def test_pane_changes_reach_every_open_page_each_drawn_for_its_viewer(client, owner, teammate, three_panes, sims):
+    """Adding, sweeping and removing panes and editing the shared settings redraw the owner's other
+    tabs and a teammate's page at once (chat.views_compare.announce); the teammate's has no owner controls."""
+    await database_sync_to_async(client.force_login)(owner)
+    post = database_sync_to_async(client.post)
+    endpoint = await database_sync_to_async(lambda: three_panes.panes.first().endpoint_id)()
+    viewer, tab = await connect(teammate, three_panes), await connect(owner, three_panes)
+    base = f"/c/{three_panes.public_id}/compare"
+
+    response = await post(f"{base}/panes/add", {"pane-endpoint": endpoint, "pane-overrides": "temperature=0.9"})
+    assert response.status_code == 302
+    seen, mine = await viewer.receive_from(), await tab.receive_from()
+    added = await database_sync_to_async(lambda: three_panes.panes.order_by("position", "pk").last())()
+    for html in (seen, mine):
+        assert f'id="pane-{added.public_id}"' in html and "temperature 0.9" in html and "<b>Pane 4</b>" in html
+        assert 'id="diff-panes"' in html and f'value="{added.public_id}"' in html  # the diff can pick it
+    assert "Remove pane 4" in mine and 'name="pane-overrides"' in mine and 'id="pane-count"' in mine and "4 panes" in mine
+    assert "Remove pane" not in seen and "pane-stop" not in seen and 'name="pane-overrides"' not in seen
+    assert 'id="pane-count"' not in seen and 'id="shared-chips"' in seen
+
+    response = await post(f"{base}/panes/sweep", {"sweep-endpoint": endpoint, "sweep-parameter": "seed", "sweep-values": "1..2"})
+    assert response.status_code == 302
+    seen, mine = await viewer.receive_from(), await tab.receive_from()
+    assert "seed 1" in seen and "seed 2" in seen and "<b>Pane 6</b>" in seen and "Remove pane 6" in mine
+    assert "This comparison has the most panes (6)" in mine and 'name="pane-overrides"' not in mine
+
+    response = await post(f"{base}/panes/{added.public_id}/remove", HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    seen, mine = await viewer.receive_from(), await tab.receive_from()
+    assert f'id="pane-{added.public_id}"' not in seen and "temperature 0.9" not in seen and "<b>Pane 5</b>" in seen
+    assert "<b>Pane 6</b>" not in seen and "5 panes" in mine and 'name="pane-overrides"' in mine
+
+    response = await post(f"{base}/settings", {"system_prompt": "Be terse.", "options": "max_tokens=99"})
+    assert response.status_code == 302
+    seen, mine = await viewer.receive_from(), await tab.receive_from()
+    assert "max_tokens 99" in seen and 'id="shared-chips"' in seen and "Be terse." not in seen.split('id="shared-chips"')[1]
+    assert 'id="shared-fields"' in mine and "Be terse.</textarea>" in mine and "max_tokens=99" in mine
+
+    # A refused change (a bad override) redraws nothing.
+    response = await post(f"{base}/panes/add", {"pane-endpoint": endpoint, "pane-overrides": "colour=blue"})
+    assert response.status_code == 400
+    assert await viewer.receive_nothing(timeout=0.5)
+    await viewer.disconnect()
+    await tab.disconnect()
+
+
+async def test_a_socket_drawn_answer_offers_continue_in_the_source_to_its_owner_only(client, owner, teammate, team, sims):
+    """Answers drawn by the socket have no viewer: Continue in the source conversation is drawn when
+    the comparison's owner owns the source, marked owner-only (compare.js drops it on read-only pages);
+    a teammate's reloaded page has none."""
+    def make():
+        a = make_endpoint(sims[0].url)
+        source = Conversation.objects.create(owner=owner, endpoint=a, title="Source")
+        comparison = compare.new_comparison(owner, [(a, {}), (a, {"temperature": 1.0})], source=source)
+        comparison.team, comparison.visibility = team, "team"
+        comparison.options = {"max_tokens": 20}
+        comparison.save()
+        return comparison
+
+    comparison = await database_sync_to_async(make)()
+    panes = await database_sync_to_async(lambda: list(comparison.panes.all()))()
+    socket = await connect(owner, comparison)
+    await send(socket, action="send", content="Continue me")
+    frames = await frames_until(socket, lambda fs: idle_count(fs, panes) >= 2)
+    await socket.disconnect()
+    finals = [f for f in frames if "in a new conversation" in f]
+    assert len(finals) == 2 and all("in the source conversation" in f and "data-owner-only" in f for f in finals)
+    await database_sync_to_async(client.force_login)(teammate)
+    page = (await database_sync_to_async(client.get)(f"/c/{comparison.public_id}/")).content.decode()
+    assert page.count("in a new conversation") == 2 and "in the source conversation" not in page
