@@ -260,3 +260,125 @@ def test_new_comparison_form_with_a_sweep(live_server_url, page, owner, endpoint
     assert seeds == [0, 1, 2, 3]
     thinking_off = [b for b in chat_bodies(sims[0]) if "seed" not in b]
     assert thinking_off[0]["chat_template_kwargs"]["enable_thinking"] is False
+
+
+def test_pane_changes_reach_a_teammate_and_the_owners_other_tab_without_a_reload(live_server_url, browser, page, owner, teammate, team, endpoints):
+    """The owner adds a pane, runs a sweep, removes a pane and edits the shared settings in one page;
+    a teammate's page and the owner's other tab follow each change at once, without a reload, and the
+    teammate's page never shows owner controls."""
+    a, b = endpoints
+    comparison = compare.new_comparison(owner, [(a, {}), (b, {"temperature": 0.3})], title="Changing panes")
+    comparison.team, comparison.visibility = team, "team"
+    comparison.save()
+    url = f"/c/{comparison.public_id}/"
+    log_in(page, live_server_url, owner, url)
+    wait_synced(page)
+    other_tab = page.context.new_page()
+    other_tab.set_default_timeout(10_000)
+    other_tab.goto(live_server_url + url)
+    wait_synced(other_tab)
+    mate_context = browser.new_context()
+    try:
+        mate = mate_context.new_page()
+        mate.set_default_timeout(10_000)
+        log_in(mate, live_server_url, teammate, url)
+        wait_synced(mate)
+        for watcher in (mate, other_tab):  # a reload would lose this
+            watcher.evaluate("window.notReloaded = true")
+        expect(mate.locator(".pane-head")).to_have_count(2)
+
+        # Add a pane (temperature 0.9 on the second endpoint).
+        page.select_option("#id_pane-endpoint", label=b.name_and_model)
+        page.locator("#id_pane-overrides").press_sequentially("temperature=0.9", delay=25)
+        page.get_by_role("button", name="Add pane").click()
+        expect(page.locator(".pane-head")).to_have_count(3)
+        for watcher in (mate, other_tab):
+            expect(watcher.locator(".pane-head")).to_have_count(3)
+            expect(watcher.locator(".pane-head .chip")).to_have_text(["temperature 0.3", "temperature 0.9"])
+            expect(watcher.locator("#diff-panes select[name=b] option")).to_have_count(3)  # the diff can pick it
+        expect(other_tab.get_by_role("button", name="Remove pane 3")).to_be_visible()
+        expect(other_tab.locator("#pane-count")).to_have_text("3 panes")
+        expect(mate.locator(".pane-remove, .pane-stop, #composer, #add-pane-form")).to_have_count(0)
+
+        # A sweep: two panes more.
+        page.select_option("#id_sweep-endpoint", label=a.name_and_model)
+        page.select_option("#id_sweep-parameter", "seed")
+        page.locator("#id_sweep-values").press_sequentially("1..2", delay=25)
+        page.get_by_role("button", name="Add the sweep's panes").click()
+        expect(page.locator(".pane-head")).to_have_count(5)
+        for watcher in (mate, other_tab):
+            expect(watcher.locator(".pane-head .chip")).to_have_text(["temperature 0.3", "temperature 0.9", "seed 1", "seed 2"])
+        expect(other_tab.get_by_role("button", name="Remove pane 5")).to_be_visible()
+        expect(mate.locator(".pane-remove, .pane-stop")).to_have_count(0)
+
+        # Remove the temperature 0.9 pane: both pages lose it.
+        page.get_by_role("button", name="Remove pane 3").click()
+        page.locator("#confirm-dialog").get_by_role("button", name="Remove").click()
+        expect(page.locator(".pane-head")).to_have_count(4)
+        for watcher in (mate, other_tab):
+            expect(watcher.locator(".pane-head")).to_have_count(4)
+            expect(watcher.locator(".pane-head .chip")).to_have_text(["temperature 0.3", "seed 1", "seed 2"])
+            expect(watcher.get_by_text("temperature 0.9")).to_have_count(0)
+        expect(other_tab.locator("#pane-count")).to_have_text("4 panes")
+
+        # Shared settings: the teammate's chips, the owner's other tab's form.
+        page.locator("#id_options").press_sequentially("max_tokens=99", delay=25)
+        page.get_by_role("button", name="Save").click()
+        expect(page.locator("#id_options")).to_have_value("max_tokens=99")
+        expect(mate.locator("#shared-chips .chip")).to_have_text(["max_tokens 99"])
+        expect(other_tab.locator("#id_options")).to_have_value("max_tokens=99")
+
+        # The owner's other tab still works: it sends to the four panes.
+        type_and_send(other_tab, "Four panes now")
+        expect(mate.locator(".turn:last-child .pane-cell")).to_have_count(4)
+        answered(other_tab)
+        for watcher in (mate, other_tab):
+            assert watcher.evaluate("window.notReloaded") is True
+        assert list(comparison.panes.values_list("overrides", flat=True)) == [{}, {"temperature": 0.3}, {"seed": 1}, {"seed": 2}]
+    finally:
+        mate_context.close()
+
+
+def test_continue_in_the_source_conversation_from_a_live_answer(live_server_url, browser, page, owner, teammate, team, endpoints):
+    """An answer drawn by the socket (no reload) offers Continue in the source conversation to the owner,
+    and it works; the teammate's live copy of the same answer does not offer it."""
+    a, _ = endpoints
+    source = Conversation.objects.create(owner=owner, endpoint=a, title="The source", team=team, visibility="team")
+    question = Message.objects.create(conversation=source, position=0, role="user", content="Name a river")
+    comparison = compare.new_comparison(owner, [(a, {}), (a, {"temperature": 1.1})], title="From the source", source=source)
+    comparison.team, comparison.visibility, comparison.options = team, "team", {"max_tokens": 40}
+    comparison.save()
+    panes = list(comparison.panes.all())
+    url = f"/c/{comparison.public_id}/"
+    log_in(page, live_server_url, owner, url)
+    wait_synced(page)
+    mate_context = browser.new_context()
+    try:
+        mate = mate_context.new_page()
+        mate.set_default_timeout(10_000)
+        log_in(mate, live_server_url, teammate, url)
+        wait_synced(mate)
+
+        type_and_send(page, "And another one")
+        answered(page)
+        expect(pane_state(mate, panes[1])).to_have_attribute("data-state", "idle", timeout=30_000)
+        mate_answer = cell(mate, panes[1]).locator(".message.assistant")
+        mate_answer.hover()
+        mate_answer.get_by_text("Continue with this answer").click()
+        expect(mate_answer.get_by_role("button", name="in a new conversation")).to_be_visible()
+        expect(mate.locator("[data-owner-only]")).to_have_count(0)
+        expect(mate.get_by_text("in the source conversation")).to_have_count(0)
+
+        answer = cell(page, panes[1]).locator(".message.assistant")
+        answer.hover()
+        answer.get_by_text("Continue with this answer").click()
+        answer.get_by_role("button", name="in the source conversation").click()
+        page.wait_for_url(re.compile(re.escape(f"/c/{source.public_id}/") + "$"))
+        second = Message.objects.get(conversation=comparison, pane=panes[1], role="assistant")
+        expect(page.locator("#messages .message.assistant .content")).to_have_text(second.text.strip())
+        thread = source.thread()
+        # (the next assistant message after the source's own last message, as compare.continue_in_source does)
+        assert [(m.role, m.text) for m in thread] == [("user", "Name a river"), ("assistant", second.text)]
+        assert thread[1].parent_id == question.pk and thread[1].completion_id == second.completion_id
+    finally:
+        mate_context.close()
