@@ -148,6 +148,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 if not self._stop(pane):  # started from another tab or process: its consumer stops it
                     await self.channel_layer.group_send(self.group, {"type": "conversation.stop", "pane": pane})
             return
+        if self.kind == Conversation.Kind.BATCH:  # its rows are run by a batch worker (chat.batch), never from a page
+            raise Refused("This is a batch run's conversation: its answers come from the run. Nothing was sent.")
         if self.kind == Conversation.Kind.COMPARE:  # one message to every pane (chat.compare_runs)
             await compare_runs.send(self, data)
             return

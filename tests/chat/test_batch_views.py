@@ -226,3 +226,21 @@ def test_only_the_owner_deletes_a_run_and_everything_of_it_goes(client, owner, t
     assert not BatchRun.objects.filter(pk=finished.pk).exists()
     assert not Conversation.objects.filter(pk=finished.conversation_id).exists()
     assert not Completion.objects.filter(conversation_id=finished.conversation_id).exists()
+
+
+async def test_a_batch_runs_conversation_takes_no_send_from_a_socket(owner, finished):
+    """Its answers come from the worker: a frame sent to its conversation socket is refused and saves nothing."""
+    conversation = await database_sync_to_async(lambda: finished.conversation)()
+    before = await conversation.messages.acount(), await conversation.completions.acount()
+    socket = Socket(application, f"/ws/conversations/{conversation.public_id}/",
+                    headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")])
+    socket.scope["user"] = owner
+    connected, _ = await socket.connect()
+    assert connected
+    await socket.receive_from()  # the snapshot
+    for action in ("send", "regenerate"):
+        await socket.send_to(text_data=json.dumps({"action": action, "content": "sneaked in", "HEADERS": {"HX-Request": "true"}}))
+        assert "batch run" in await socket.receive_from()
+    await asyncio.sleep(0.2)
+    assert (await conversation.messages.acount(), await conversation.completions.acount()) == before
+    await socket.disconnect()
