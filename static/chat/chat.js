@@ -266,10 +266,13 @@
     addCopyButtons(byId("messages"));
     scrollToEnd(true);
     // Content that grows by itself (token views laid out late, images) keeps a reader who is at
-    // the newest message there. (Observes the thread's inner box: #messages is swapped whole.)
+    // the newest message there (the thread's inner box: #messages is swapped whole), and so does
+    // the thread itself getting shorter (the composer grows: the token meter's line, a long draft).
     const inner = document.querySelector("#thread .thread-inner");
     if (inner && window.ResizeObserver) {
-      new ResizeObserver(function () { if (stickToBottom) scrollToEnd(false); }).observe(inner);
+      const keep = new ResizeObserver(function () { if (stickToBottom) scrollToEnd(false); });
+      keep.observe(inner);
+      keep.observe(thread());
     }
   });
 

@@ -15,11 +15,13 @@ POST_ONLY = {"logout/", "admin/logout/"}
 def sample_path(pattern: str) -> str:
     """A concrete path for a route or regex pattern, with plausible values for its parameters."""
     path = pattern.lstrip("^").rstrip("$").replace("\\Z", "")
+    # Regex groups first (their names are in <...> too).
+    path = re.sub(r"\(\?P<\w+>\[0-9a-f-\]\{36\}\)", str(uuid.uuid4()), path)  # a UUID by regex
+    path = re.sub(r"\(\?P<\w+>([\w-]+)(?:\|[^)]*)?\)", r"\1", path)  # (?P<app_label>auth|chat) -> auth
+    path = re.sub(r"\(\?P<\w+>[^)]*\)", "x", path)
     path = re.sub(r"<uuid:\w+>", str(uuid.uuid4()), path)
     path = re.sub(r"<int:\w+>", "1", path)
     path = re.sub(r"<(?:\w+:)?\w+>", "x", path)
-    path = re.sub(r"\(\?P<\w+>([\w-]+)(?:\|[^)]*)?\)", r"\1", path)  # (?P<app_label>auth|chat) -> auth
-    path = re.sub(r"\(\?P<\w+>[^)]*\)", "x", path)
     return path.replace("\\", "")
 
 

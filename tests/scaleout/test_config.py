@@ -39,7 +39,10 @@ def test_the_local_rendering_is_valid_and_names_each_process(tmp_path):
 def test_docker_compose_runs_the_same_shape():
     text = (ROOT / "docker-compose.yml").read_text()
     services = re.findall(r"^  ([a-z]+):$", text.split("\nservices:\n", 1)[1].split("\nvolumes:\n", 1)[0], flags=re.M)
-    assert services == ["postgres", "redis", "migrate", "web", "haproxy"]
+    assert services == ["postgres", "redis", "migrate", "web", "worker", "haproxy"]
+    # Batch runs: a worker service of its own; the Daphne processes start none.
+    assert '["python", "manage.py", "batch_worker"]' in text and "replicas: ${WORKER_REPLICAS:-2}" in text
+    assert 'BATCH_WORKER: "False"' in text
     assert "./deploy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in text
     assert '"playground.serve"' in text and '"--proxy-headers"' in text  # the launcher, behind the proxy
     assert "replicas: ${WEB_REPLICAS:-2}" in text and "REDIS_URL: redis://redis:6379/0" in text
