@@ -35,13 +35,15 @@ class Memberships:
         self.task = asyncio.create_task(self._renew())
 
     async def leave(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-            self.task = None
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()  # without waiting: the first thing awaited is leaving (a run detached from
+            # this socket reads the group next, and must not find this channel still there)
         for group in self.groups:
             await self.layer.group_discard(group, self.channel)
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _renew(self) -> None:
         interval = renew_interval(self.layer)
