@@ -41,6 +41,9 @@ TOKEN_DELAY = {"x-sim-delay-token": "0.04"}
 
 @pytest.fixture
 async def long_answer(conversation, sim):
+    # Runs an earlier test left detached in its own, closed event loop can never end: not this test's.
+    for stale in [d for d in live._detached if d.run.task is None or d.run.task.get_loop().is_closed()]:
+        live._detached.discard(stale)
     conversation.options = {**conversation.options, **LONG}
     await database_sync_to_async(conversation.save)()  # (closes its connection, unlike asave)
     sim.headers = dict(TOKEN_DELAY)
