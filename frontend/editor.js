@@ -59,7 +59,10 @@ function attach(textarea) {
     ],
   });
   textarea.hidden = true;
-  textarea.after(view.dom);
+  // The settings panel renders a slot for the editor (id "<textarea id>-editor", data-morph-keep):
+  // a morph of the panel then keeps the editor where it is instead of meeting an unknown node.
+  const slot = textarea.id ? document.getElementById(textarea.id + "-editor") : null;
+  if (slot) slot.append(view.dom); else textarea.after(view.dom);
   view.dom.classList.add("json-editor");
   textarea.editorView = view;
 }

@@ -334,11 +334,32 @@
   // idiomorph's htmx extension morphs the panel (hx-swap="morph"; a config in the attribute would
   // need eval, which the CSP forbids, so it is set here). The focused field keeps the value being
   // typed, <details> keep the user's open or closed state, the filter box and what it hides stay
-  // as they are, and the CodeMirror editors (DOM next to their hidden textarea, cm-json.min.js)
-  // survive and show what the server returned unless the user is typing in them.
-  function isEditorOf(node) {
-    const textarea = node.previousElementSibling;
-    return !!(textarea && textarea.editorView && textarea.editorView.dom === node);
+  // as they are, and the CodeMirror editors (in their data-morph-keep slot, cm-json.min.js) stay
+  // and show what the server returned unless the user changed it since.
+  //
+  // "Changed since": every control's value as the server last saw it, i.e. as posted by the last
+  // panel request or shown by the last swap. A control the user changed after that keeps its
+  // value when a swap lands (an earlier save's answer, a teammate's change): its own save is due
+  // and carries that value, so the panel never shows less than what the next request sends.
+  const seen = new WeakMap();
+  function controlValue(control) {
+    return control.type === "checkbox" || control.type === "radio" ? String(control.checked) : control.value;
+  }
+  function panelControls(form) { return form.querySelectorAll("input[name], select[name], textarea[name]"); }
+  function changedSinceSeen(control) {
+    return seen.has(control) && seen.get(control) !== controlValue(control);
+  }
+  function hasFocus(control) {
+    return control === document.activeElement || !!(control.editorView && control.editorView.hasFocus);
+  }
+  function markSeen(form, keep) {
+    panelControls(form).forEach(function (control) {
+      if (!(keep && (changedSinceSeen(control) || hasFocus(control)))) seen.set(control, controlValue(control));
+    });
+  }
+  function keepsItsValue(node) {
+    const control = node.tagName === "OPTION" ? node.closest("select") : node;
+    return !!(control && control.form && control.form.id === "settings-panel" && changedSinceSeen(control));
   }
   function syncEditor(textarea) {
     const view = textarea.editorView;
@@ -360,9 +381,9 @@
       if (name === "open" && node.tagName === "DETAILS") return false;
       if (name === "data-filtered" || name === "data-open-before-filter") return false;
       if (node.editorView && (name === "hidden" || name === "data-editor-attached")) return false;
+      if ((name === "value" || name === "checked" || name === "selected") && keepsItsValue(node)) return false;
       return true;
     };
-    defaults.callbacks.beforeNodeRemoved = function (node) { return !isEditorOf(node); };
     defaults.callbacks.afterNodeMorphed = function (node) { if (node.editorView) syncEditor(node); };
   }
   configureMorph(); // idiomorph-ext.min.js is loaded (deferred) before this file
@@ -453,9 +474,15 @@
     }, true);
   });
 
+  // A panel request (a save, a preset button) posts the panel: that is what the server has seen.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    const form = event.detail.elt.closest && event.detail.elt.closest("#settings-panel");
+    if (form) markSeen(form, false);
+  });
+  document.addEventListener("DOMContentLoaded", function () { const form = panel(); if (form) markSeen(form, false); });
   document.addEventListener("htmx:afterSettle", function (event) {
     const target = event.target;
-    if (target.id === "settings-panel") { applyPanelFilter(); afterPanelSwap(target); refreshNextRequestSoon(); }
+    if (target.id === "settings-panel") { markSeen(target, true); applyPanelFilter(); afterPanelSwap(target); refreshNextRequestSoon(); }
     if (target.id === "messages") { addCopyButtons(target); scrollToEnd(false); refreshNextRequestSoon(); }
   });
 
