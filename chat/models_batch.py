@@ -12,6 +12,8 @@ one left running by a worker that died goes back to pending, so none is lost.
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 
 from chat.models_library import Shared
@@ -57,6 +59,7 @@ class BatchResult(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     run = models.ForeignKey(BatchRun, on_delete=models.CASCADE, related_name="results")
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False, help_text="In addresses (never the integer key)")
     position = models.PositiveIntegerField(help_text="The test case's row (0-based)")
     endpoint = models.ForeignKey("chat.Endpoint", null=True, on_delete=models.SET_NULL, related_name="+")
     endpoint_label = models.CharField(max_length=400)

@@ -98,10 +98,10 @@ def run_delete(request: HttpRequest, public_id) -> HttpResponse:
 
 
 @require_POST
-def result_review(request: HttpRequest, public_id, pk: int) -> HttpResponse:
+def result_review(request: HttpRequest, public_id, result_id) -> HttpResponse:
     """A cell's rating (👍 / 👎, again to clear) and note."""
     run = owned_run(request, public_id)
-    result = BatchResult.objects.filter(run=run, pk=pk).select_related("completion", "message").first()
+    result = BatchResult.objects.filter(run=run, public_id=result_id).select_related("completion", "message").first()
     if result is None:
         raise Http404("No such result")
     error = batch_results.review(result, rating=request.POST.get("rating"), note=request.POST.get("note"))

@@ -142,6 +142,35 @@ def test_a_preset_morphs_the_panel_and_the_json_editor_shows_the_new_value(live_
     assert not editor.locator(".cm-content").text_content().rstrip().endswith("]")
 
 
+def test_a_change_made_while_a_preset_answer_is_on_its_way_is_kept_and_sent(live_server_url, page, owner, sim):
+    """A CI failure: the answer to a preset click landed after the user had typed elsewhere and
+    left the field, and reset that field to the value the server knew; the save that followed then
+    posted the reset value, so the typed text was neither shown nor sent."""
+    open_page(page, live_server_url, owner, sim)
+    open_group(page, "tools")
+    system_prompt = page.locator("#id_system_prompt")
+    cdp = slow_network(page, 1500)
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/preset")):
+        page.get_by_role("button", name="get_weather", exact=True).click()
+    system_prompt.click()
+    system_prompt.press_sequentially("Be brief.", delay=20)
+    page.locator("#settings-panel h2").click()  # left before the preset's answer lands
+    editor = page.locator("#field-tools .cm-editor")
+    expect(editor.locator(".cm-content")).to_contain_text('"get_weather"', timeout=10_000)
+    assert system_prompt.input_value() == "Be brief."  # at the moment the preset's answer landed
+    expect(editor).to_have_count(1)
+
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    expect(page.locator("#panel-status")).to_contain_text("Saved", timeout=10_000)
+    expect(system_prompt).to_have_value("Be brief.")
+    compose(page, "Weather?")
+    page.keyboard.press("Enter")
+    wait_idle(page, 1)
+    sent = chat_requests(sim)[-1]
+    assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert [t["function"]["name"] for t in sent["tools"]] == ["get_weather"]
+
+
 def test_an_invalid_field_blocks_send_and_run_and_is_shown(live_server_url, page, owner, sim):
     conversation = open_page(page, live_server_url, owner, sim)
     open_group(page, "penalties")

@@ -146,6 +146,21 @@ HTTP = [
     ("continue with an answer",     "compare_continue",       "POST", 1, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
     ("replay on…: form",            "completion_replay",      "GET",  0, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
     ("replay on…",                  "completion_replay",      "POST", 0, [MOVED, MOVED, MOVED, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    # Batch runs (issue 16): alice's run per column (the column's prompt version × its test set on one
+    # endpoint, queued, not run); a new run from the column's prompt and test set needs both to be visible.
+    ("batch runs",                  "batch_list",             "GET",  0, [OK, OK, OK, OK, OK, OK, OK, OK, LOGIN, LOGIN]),
+    ("new batch run: form",         "batch_new",              "GET",  0, [OK, OK, OK, OK, OK, OK, OK, OK, LOGIN, LOGIN]),
+    ("new batch run",               "batch_new",              "POST", 0, [MOVED, MOVED, MOVED, BAD, BAD, BAD, BAD, BAD, LOGIN, LOGIN]),
+    ("batch run page",              "batch_run",              "GET",  0, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("batch results table",         "batch_results",          "GET",  1, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("batch results (POST)",        "batch_results",          "POST", 1, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("cancel a batch run",          "batch_cancel",           "POST", 0, [MOVED, MOVED, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("cancel (GET)",                "batch_cancel",           "GET",  0, [NA, NA, NA, NA, NA, NA, NA, NA, LOGIN, LOGIN]),
+    ("delete a batch run",          "batch_delete",           "POST", 0, [MOVED, MOVED, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("rate a result",               "batch_review",           "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("compare two runs",            "batch_compare",          "GET",  0, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("export a run",                "batch_export",           "GET",  0, [OK, OK, OK, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
+    ("a test set's checks",         "testset_checks",         "POST", 1, [OK, OK, NF, NF, NF, NF, NF, NF, LOGIN, LOGIN]),
 ]
 
 # Patterns outside the app, and where they are covered.
@@ -153,12 +168,7 @@ OUTSIDE_THE_APP = {
     "login": "tests/test_login.py, tests/chat/test_access.py (open)",
     "logout": "tests/chat/test_access.py (POST only)",
 }
-# Batch runs (issue 16) are checked per persona in their own tests, not yet in these tables.
-COVERED_ELSEWHERE = {
-    name: "tests/chat/test_batch_views.py (owner, teammate, outsider 404), tests/chat/test_access.py (anonymous)"
-    for name in ("batch_list", "batch_new", "batch_run", "batch_results", "batch_cancel", "batch_delete",
-                 "batch_review", "batch_compare", "batch_export", "testset_checks")
-}
+COVERED_ELSEWHERE: dict[str, str] = {}
 ADMIN_NAMESPACE = "admin"  # staff only: tests/chat/test_access.py, test_admin.py and test_staff_see_everything_in_the_admin
 
 
@@ -209,8 +219,46 @@ def world(owner, teammate, outsider, staff, team):
         )
         conversations[state] = c
     personas = {"owner": owner, "teammate": teammate, "outsider": outsider, "staff": staff, "anonymous": None}
-    return {"endpoint": endpoint, "conversations": conversations, "personas": personas, "library": library_world(owner, team),
-            "compare": compare_world(owner, team, endpoint)}
+    library = library_world(owner, team)
+    return {"endpoint": endpoint, "conversations": conversations, "personas": personas, "library": library,
+            "compare": compare_world(owner, team, endpoint), "batch": batch_world(owner, team, endpoint, library)}
+
+
+def batch_world(owner, team, endpoint, library) -> dict:
+    """Per column state, a queued batch run of alice's: the column's prompt v2 × its test set."""
+    from chat import batch
+
+    runs = {}
+    for state in ("shared", "private"):
+        lib = library[state]
+        runs[state] = batch.create_run(
+            owner, version=lib["prompt"].versions.get(number=2), test_set=lib["testset"], endpoints=[endpoint], concurrency=2,
+            visibility="team" if state == "shared" else "private", team=team if state == "shared" else None,
+        )
+    return runs
+
+
+def batch_request(route: str, world, state: str) -> tuple[str, dict, dict] | None:
+    """The path, query and POST data of a batch run row (None for the other rows)."""
+    run, lib = world["batch"][state], world["library"][state]
+    routes = {  # name: (args, query, data)
+        "batch_list": ([], {}, {}),
+        "batch_new": ([], {}, {"version": lib["prompt"].versions.get(number=2).pk, "test_set": str(lib["testset"].public_id),
+                               "endpoints": [world["endpoint"].pk], "concurrency": 2}),
+        "batch_run": ([run.public_id], {}, {}),
+        "batch_results": ([run.public_id], {}, {}),
+        "batch_cancel": ([run.public_id], {}, {}),
+        "batch_delete": ([run.public_id], {}, {}),
+        "batch_review": ([run.public_id, run.results.first().public_id], {}, {"rating": "up", "note": "fine"}),
+        "batch_compare": ([run.public_id], {}, {}),  # the page and its picker (a run to compare with: test_batch_views.py)
+        "batch_export": ([run.public_id, "csv"], {}, {}),
+        "testset_checks": ([lib["testset"].public_id], {}, {"checks": '[{"type": "contains", "value": "sun"}]'}),
+    }
+    name = route.split("?")[0]
+    if name not in routes:
+        return None
+    args, query, data = routes[name]
+    return reverse(f"chat:{name}", args=args), query, data
 
 
 def compare_world(owner, team, endpoint) -> dict:
@@ -323,6 +371,8 @@ def request_for(route: str, world, state: str) -> tuple[str, dict, dict]:
         return library
     if (comparison := compare_request(route, world, state)) is not None:
         return comparison
+    if (batch_run := batch_request(route, world, state)) is not None:
+        return batch_run
     c = world["conversations"][state]
     name = route.split("?")[0]
     if name in ("index", "conversation_new", "conversation_import", "healthz"):

@@ -49,7 +49,7 @@ def test_the_run_page_shows_every_result_to_the_owner_and_the_team_and_404s_anyo
     for name in ("batch_cancel",):
         assert client.post(reverse(f"chat:{name}", args=[finished.public_id])).status_code == 404
     cell = finished.results.first()
-    assert client.post(reverse("chat:batch_review", args=[finished.public_id, cell.pk]), {"rating": "up"}).status_code == 404
+    assert client.post(reverse("chat:batch_review", args=[finished.public_id, cell.public_id]), {"rating": "up"}).status_code == 404
     client.logout()
     login(client, outsider)
     for target in (url, reverse("chat:batch_export", args=[finished.public_id, "csv"]),
@@ -62,7 +62,7 @@ def test_the_run_page_shows_every_result_to_the_owner_and_the_team_and_404s_anyo
 def test_a_cell_is_rated_and_annotated_and_the_same_rating_again_clears_it(client, owner, finished):
     login(client, owner)
     cell = finished.results.order_by("pk").first()
-    url = reverse("chat:batch_review", args=[finished.public_id, cell.pk])
+    url = reverse("chat:batch_review", args=[finished.public_id, cell.public_id])
     response = client.post(url, {"rating": "down"}, HTTP_HX_REQUEST="true")
     assert 'aria-pressed="true" aria-label="Bad answer"' in response.content.decode()
     client.post(url, {"note": "  <b>too vague</b> "})
