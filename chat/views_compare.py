@@ -53,6 +53,9 @@ class PaneForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["endpoint"].queryset = Endpoint.objects.usable_by(user)
 
+    def panes(self) -> list[tuple[Endpoint, dict]]:
+        return [(self.cleaned_data["endpoint"], self.cleaned_data["overrides"])]
+
 
 class SweepForm(forms.Form):
     endpoint = EndpointChoiceField(Endpoint.objects.none(), empty_label=None)
@@ -217,38 +220,32 @@ def _refuse_while_streaming(request, conversation) -> HttpResponse | None:
     return None
 
 
-@require_POST
-def pane_add(request: HttpRequest, public_id) -> HttpResponse:
-    conversation = owned_comparison(request, public_id)
-    form = PaneForm(request.POST, user=request.user, prefix="pane")
+def _add_panes(request, conversation, form: PaneForm | SweepForm, form_name: str) -> HttpResponse:
+    """Add and sweep alike: the form's panes join the comparison, or the page comes back with the form
+    and its errors in its own slot (form_name: "pane_form" or "sweep_form")."""
     if not form.is_valid():
-        return page(request, conversation, 400, pane_form=form)
-    if refused := _refuse_while_streaming(request, conversation):
-        return refused
-    try:
-        compare.add_panes(conversation, [(form.cleaned_data["endpoint"], form.cleaned_data["overrides"])])
-    except compare.CompareError as e:
-        form.add_error(None, str(e))
-        return page(request, conversation, 400, pane_form=form)
-    announce(conversation)
-    return redirect("chat:conversation", public_id=conversation.public_id)
-
-
-@require_POST
-def pane_sweep(request: HttpRequest, public_id) -> HttpResponse:
-    conversation = owned_comparison(request, public_id)
-    form = SweepForm(request.POST, user=request.user, prefix="sweep")
-    if not form.is_valid():
-        return page(request, conversation, 400, sweep_form=form)
+        return page(request, conversation, 400, **{form_name: form})
     if refused := _refuse_while_streaming(request, conversation):
         return refused
     try:
         compare.add_panes(conversation, form.panes())
     except compare.CompareError as e:
         form.add_error(None, str(e))
-        return page(request, conversation, 400, sweep_form=form)
+        return page(request, conversation, 400, **{form_name: form})
     announce(conversation)
     return redirect("chat:conversation", public_id=conversation.public_id)
+
+
+@require_POST
+def pane_add(request: HttpRequest, public_id) -> HttpResponse:
+    conversation = owned_comparison(request, public_id)
+    return _add_panes(request, conversation, PaneForm(request.POST, user=request.user, prefix="pane"), "pane_form")
+
+
+@require_POST
+def pane_sweep(request: HttpRequest, public_id) -> HttpResponse:
+    conversation = owned_comparison(request, public_id)
+    return _add_panes(request, conversation, SweepForm(request.POST, user=request.user, prefix="sweep"), "sweep_form")
 
 
 @require_POST
