@@ -285,6 +285,19 @@ class Forbidden(Exception):
     """The user may not see this comparison (any more)."""
 
 
+def _lock_for_owner(public_id, user) -> Conversation:
+    """The comparison locked (inside the caller's transaction) for a send by its owner. A viewer who is
+    not the owner is told it is read-only; anyone who cannot see it gets Forbidden, as if it were gone."""
+    conversation = (
+        Conversation.objects.select_for_update(of=("self",)).filter(public_id=public_id, kind=Conversation.Kind.COMPARE).first()
+    )
+    if conversation is None or conversation.owner_id != user.pk:
+        if conversation is not None and Conversation.objects.visible_to(user).filter(pk=conversation.pk).exists():
+            raise CompareError("This comparison is read-only for you: only its owner can send or stop.")
+        raise Forbidden
+    return conversation
+
+
 def start_send(public_id, user, content: str) -> Started:
     """Save the shared user message, and for every pane a Completion with its exact request and a
     placeholder answer, before any upstream is called. A pane that cannot be sent (its endpoint
@@ -292,14 +305,7 @@ def start_send(public_id, user, content: str) -> Started:
     if not user.is_active:
         raise Forbidden
     with transaction.atomic():
-        conversation = (
-            Conversation.objects.select_for_update(of=("self",)).filter(public_id=public_id, kind=Conversation.Kind.COMPARE).first()
-        )
-        if conversation is None or conversation.owner_id != user.pk:
-            visible = conversation is not None and Conversation.objects.visible_to(user).filter(pk=conversation.pk).exists()
-            if visible:
-                raise CompareError("This comparison is read-only for you: only its owner can send or stop.")
-            raise Forbidden
+        conversation = _lock_for_owner(public_id, user)
         mark_source(conversation)
         panes = list(conversation.panes.select_related("endpoint__api_key"))
         if len(panes) < MIN_PANES:
@@ -408,13 +414,7 @@ def start_pending(public_id, user) -> Started:
     if not user.is_active:
         raise Forbidden
     with transaction.atomic():
-        conversation = (
-            Conversation.objects.select_for_update(of=("self",)).filter(public_id=public_id, kind=Conversation.Kind.COMPARE).first()
-        )
-        if conversation is None or conversation.owner_id != user.pk:
-            if conversation is not None and Conversation.objects.visible_to(user).filter(pk=conversation.pk).exists():
-                raise CompareError("This comparison is read-only for you: only its owner can send or stop.")
-            raise Forbidden
+        conversation = _lock_for_owner(public_id, user)
         pending = list(conversation.completions.filter(status=Completion.Status.PENDING, messages__isnull=True)
                        .select_related("endpoint__api_key"))
         if not pending:
