@@ -39,3 +39,9 @@ def highlight(code, language: str) -> str:
     from chat.rendering import highlight_code
 
     return mark_safe(highlight_code(str(code or ""), language))  # noqa: S308 - Pygments escapes the text
+
+
+@register.filter
+def strip(text) -> str:
+    """Text shown as is (white-space: pre-wrap) without the blank lines a model puts around it."""
+    return (text or "").strip()

@@ -11,6 +11,7 @@ audited exactly as served.
 from __future__ import annotations
 
 import json
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -103,7 +104,12 @@ def test_every_page_passes_axe_without_serious_violations(live_server_url, brows
     found: dict[str, list[str]] = {}
     page = new_page(browser, viewport, theme)
 
+    shots = os.environ.get("AUDIT_SCREENSHOTS")  # a folder: every audited page is saved there, to look at
+
     def audit(name: str) -> None:
+        if shots:
+            label = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+            page.screenshot(path=f"{shots}/{viewport['width']}-{theme}-{len(found):02d}-{label}.png", full_page=True)
         found[name] = serious_violations(page)
         if viewport is PHONE:
             overflow = horizontal_overflow(page)
