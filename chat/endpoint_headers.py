@@ -90,12 +90,21 @@ def rotate(endpoint) -> bool:
 
 
 
-def for_display(endpoint, conversation_headers: dict | None) -> list[tuple[str, str, bool]]:
+def recorded(endpoint) -> dict:
+    """The endpoint's headers as a completion records them when sent: secret values masked."""
+    return {"headers": shown(endpoint), "secret": list(secret_names(endpoint))}
+
+
+def for_display(endpoint, conversation_headers: dict | None, sent: dict | None = None) -> list[tuple[str, str, bool]]:
     """Every header a request to `endpoint` carries, as (name, value, secret), the endpoint's
-    winning a clash as when sent; a secret's value is the mask (exports read it from the environment)."""
+    winning a clash as when sent; a secret's value is the mask (exports read it from the environment).
+    `sent`: the endpoint's headers a completion recorded (recorded()); without it, the endpoint's now."""
     from chat.upstream.headers import merged
 
-    own = shown(endpoint) if endpoint is not None else {}
-    secret = {name.lower() for name in secret_names(endpoint)} if endpoint is not None else set()
+    if isinstance(sent, dict):
+        own, secret = dict(sent.get("headers") or {}), {str(name).lower() for name in sent.get("secret") or []}
+    else:
+        own = shown(endpoint) if endpoint is not None else {}
+        secret = {name.lower() for name in secret_names(endpoint)} if endpoint is not None else set()
     extra = conversation_headers if isinstance(conversation_headers, dict) else {}
     return [(name, value, name.lower() in secret) for name, value in merged(own, extra).items()]

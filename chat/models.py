@@ -286,6 +286,9 @@ class Completion(models.Model):
     request_body = models.JSONField()
     # The conversation's own headers sent with it (plain); the endpoint's are added by its client.
     request_headers = models.JSONField(default=dict, blank=True)
+    # The endpoint's headers as they were when it was sent, secret values masked
+    # ({"headers": {name: value}, "secret": [names]}; None: sent before they were recorded).
+    endpoint_headers = models.JSONField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True, help_text="The final response, or the accumulated stream")
     response_id = models.CharField(max_length=200, blank=True)
     response_model = models.CharField(max_length=300, blank=True)
@@ -312,6 +315,11 @@ class Completion(models.Model):
         # (a send, a pane, a batch row alike); the run sends them (chat.runs).
         if self._state.adding and not self.request_headers and self.conversation_id:
             self.request_headers = dict(self.conversation.headers or {})
+        # ...and its endpoint's, so View code and the Inspector show what went, not what is set now.
+        if self._state.adding and self.endpoint_headers is None and self.endpoint_id:
+            from chat import endpoint_headers
+
+            self.endpoint_headers = endpoint_headers.recorded(self.endpoint)
         super().save(*args, **kwargs)
 
 

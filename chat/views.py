@@ -308,7 +308,7 @@ def completion_code(request: HttpRequest, public_id) -> HttpResponse:
     base_url = completion.endpoint.base_url if completion.endpoint else "$BASE_URL/v1"
     body = completion.request_body
     # The endpoint's headers (secret ones read from the environment) and the conversation's as sent.
-    headers = endpoint_headers.for_display(completion.endpoint, completion.request_headers)
+    headers = endpoint_headers.for_display(completion.endpoint, completion.request_headers, completion.endpoint_headers)
     context = {"completion": completion, "curl": to_curl(base_url, body, headers=headers),
                "python": to_python(base_url, body, headers=headers), "json": to_json(body), "headers": headers}
     template = "chat/code.html#code" if request.htmx else "chat/code.html"
@@ -347,7 +347,7 @@ def completion_inspect(request: HttpRequest, public_id) -> HttpResponse:
         "completion": completion,
         "request_json": json.dumps(completion.request_body, indent=2, ensure_ascii=False),
         "response_json": json.dumps(completion.response_body, indent=2, ensure_ascii=False) if completion.response_body else "",
-        "headers": endpoint_headers.for_display(completion.endpoint, completion.request_headers),
+        "headers": endpoint_headers.for_display(completion.endpoint, completion.request_headers, completion.endpoint_headers),
     }
     template = "chat/code.html#inspect" if request.htmx else "chat/code.html"
     return render(request, template, {**context, "inspect": True})

@@ -405,6 +405,27 @@ def test_a_secret_endpoint_header_appears_in_no_html_log_or_export(conversation,
     assert SECRET not in caplog.text and SECRET not in message.error and SECRET not in completion.error_message
 
 
+def test_a_past_completion_shows_the_endpoint_headers_it_was_sent_with(conversation, owner, qwen):
+    """View code and the Inspector show what went: an endpoint header changed (or a secret one
+    added) after the send does not appear in an earlier completion's request."""
+    endpoint_headers.set_rows(qwen, [endpoint_headers.Row("X-Route", "pool-a", False), endpoint_headers.Row("X-Gateway-Token", SECRET, True)])
+    qwen.save()
+    completion = Completion.objects.create(conversation=conversation, endpoint=qwen, request_body={"model": "sim/qwen3", "messages": []})
+    assert completion.endpoint_headers == {"headers": {"X-Route": "pool-a", "X-Gateway-Token": "••••"}, "secret": ["X-Gateway-Token"]}
+    endpoint_headers.set_rows(qwen, [endpoint_headers.Row("X-Route", "pool-b", False), endpoint_headers.Row("X-Tenant", "blue", True)])
+    qwen.save()
+    client = logged_in(owner)
+    code = plain_text(client.get(reverse("chat:completion_code", args=[completion.public_id])))
+    inspect = plain_text(client.get(reverse("chat:completion_inspect", args=[completion.public_id])))
+    assert "X-Route: pool-a" in code and "X-Gateway-Token: $X_GATEWAY_TOKEN" in code
+    assert "X-Route: pool-a" in inspect and "X-Gateway-Token: ••••" in inspect
+    for text in (code, inspect):
+        assert "pool-b" not in text and "X-Tenant" not in text and SECRET not in text
+    # The next request is built now: the endpoint's current headers.
+    preview = plain_text(client.post(reverse("chat:conversation_next_request", args=[conversation.public_id]), panel_post(conversation, content="x")))
+    assert "X-Route: pool-b" in preview and "X-Tenant: $X_TENANT" in preview
+
+
 def plain_text(response) -> str:
     """The page's text as a reader sees it (the code views are split into highlighted spans)."""
     import html
