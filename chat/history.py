@@ -91,8 +91,9 @@ def search(conversations: QuerySet[Conversation], text: str) -> QuerySet[Convers
 
 def with_messages(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
     """Only conversations something was said in: *New conversation* clicked and left without
-    sending leaves no row. An EXISTS on the (conversation, position) index, probed per row."""
-    return conversations.filter(Exists(Message.objects.filter(conversation=OuterRef("pk"))))
+    sending leaves no row. An EXISTS on the (conversation, position) index, probed per row.
+    A batch run is listed from the moment it is started, before its first row is answered."""
+    return conversations.filter(Q(kind=Conversation.Kind.BATCH) | Exists(Message.objects.filter(conversation=OuterRef("pk"))))
 
 
 def apply_filters(conversations: QuerySet[Conversation], data: dict) -> QuerySet[Conversation]:

@@ -244,3 +244,11 @@ async def test_a_batch_runs_conversation_takes_no_send_from_a_socket(owner, fini
     await asyncio.sleep(0.2)
     assert (await conversation.messages.acount(), await conversation.completions.acount()) == before
     await socket.disconnect()
+
+
+def test_a_run_is_in_the_history_as_soon_as_it_is_started(client, owner, team, endpoints):
+    """Before any row is answered (queued, or its worker not yet at it), the history lists it."""
+    run = batch.create_run(owner, version=make_version(owner), test_set=make_test_set(owner, 2), endpoints=endpoints, concurrency=2)
+    assert not run.conversation.messages.exists()
+    page = login(client, owner).get(reverse("chat:index")).content.decode()
+    assert f'href="/c/{run.conversation.public_id}/"' in page and "batch run</span>" in page
