@@ -39,6 +39,21 @@ def user_group_name(user_pk) -> str:
     return f"user-{user_pk}"
 
 
+async def admit(consumer: AsyncWebsocketConsumer, find) -> object | None:
+    """A page socket's opening check, alike for every page: no user, closed as unauthenticated; then
+    consumer.public_id is read from the URL and find() (the consumer's own lookup) must see the object,
+    or the socket is closed as forbidden. The object found, or None once the socket is closed."""
+    user = consumer.scope.get("user")
+    if user is None or not user.is_authenticated:
+        await consumer.close(code=CLOSE_UNAUTHENTICATED)
+        return None
+    consumer.public_id = consumer.scope["url_route"]["kwargs"]["public_id"]
+    found = await find()
+    if found is None:
+        await consumer.close(code=CLOSE_FORBIDDEN)
+    return found
+
+
 class Refused(Exception):
     """A frame that cannot be carried out; the message is shown inline to the sender."""
 
@@ -64,15 +79,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     broadcast: live.RunSink
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
-        self.public_id = self.scope["url_route"]["kwargs"]["public_id"]
-        conversation = await self._conversation()
+        conversation = await admit(self, self._conversation)
         if conversation is None:
-            await self.close(code=CLOSE_FORBIDDEN)
             return
+        user = self.scope["user"]
         self.is_owner = conversation.can_edit(user)
         self.kind, self.runs = conversation.kind, {}
         self.group = group_name(self.public_id)

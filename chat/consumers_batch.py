@@ -20,7 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from chat import batch, batch_results
-from chat.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
+from chat.consumers import CLOSE_FORBIDDEN, admit
 from chat.models import BatchRun
 
 PROGRESS_INTERVAL = 0.75
@@ -34,13 +34,7 @@ class BatchProgressConsumer(AsyncWebsocketConsumer):
     poller: asyncio.Task | None = None
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
-        self.public_id = self.scope["url_route"]["kwargs"]["public_id"]
-        if await self._run() is None:
-            await self.close(code=CLOSE_FORBIDDEN)
+        if await admit(self, self._run) is None:
             return
         await self.accept()
         self.poller = asyncio.create_task(self._poll())
