@@ -197,28 +197,28 @@ def _json_answer(answer: dict, schema: dict | None) -> str:
     return f"conforming JSON: {text[:60]}"
 
 
+async def _constrained_text(ctx: Context, prompt: str, max_tokens: int, constraint: dict) -> str:
+    """The regex, choice and grammar checks' request: one prompt under one structured_outputs constraint, thinking off."""
+    body = ctx.chat(prompt=prompt, max_tokens=max_tokens, chat_template_kwargs=NO_THINKING, structured_outputs=constraint)
+    return _content(await ctx.client.create_chat(body))
+
+
 async def check_so_regex(ctx: Context) -> str:
-    body = ctx.chat(prompt="Give me a phone number.", max_tokens=32, chat_template_kwargs=NO_THINKING,
-                    structured_outputs={"regex": PHONE})
-    text = _content(await ctx.client.create_chat(body))
+    text = await _constrained_text(ctx, "Give me a phone number.", 32, {"regex": PHONE})
     if not re.fullmatch(PHONE, text):
         raise Verdict(FAIL, f"the answer does not match the regex: {text[:80]!r}")
     return f"matches: {text}"
 
 
 async def check_so_choice(ctx: Context) -> str:
-    body = ctx.chat(prompt="Is the sky blue?", max_tokens=16, chat_template_kwargs=NO_THINKING,
-                    structured_outputs={"choice": CHOICES})
-    text = _content(await ctx.client.create_chat(body))
+    text = await _constrained_text(ctx, "Is the sky blue?", 16, {"choice": CHOICES})
     if text not in CHOICES:
         raise Verdict(FAIL, f"the answer is not one of the choices: {text[:80]!r}")
     return f"chose {text!r}"
 
 
 async def check_so_grammar(ctx: Context) -> str:
-    body = ctx.chat(prompt="Pick a color.", max_tokens=16, chat_template_kwargs=NO_THINKING,
-                    structured_outputs={"grammar": 'root ::= "red" | "green" | "blue"'})
-    text = _content(await ctx.client.create_chat(body))
+    text = await _constrained_text(ctx, "Pick a color.", 16, {"grammar": 'root ::= "red" | "green" | "blue"'})
     if text not in COLORS:
         raise Verdict(FAIL, f"the answer does not follow the grammar: {text[:80]!r}")
     return f"follows the grammar: {text!r}"
