@@ -106,7 +106,7 @@ OPTION_CASES = {
     "min_tokens": ({"min_tokens": "2"}, {"min_tokens": 2}),
     "stop": ({"stop": "END\\n\nSTOP"}, {"stop": ["END\n", "STOP"]}),
     "stop_token_ids": ({"stop_token_ids": "151643, 151645"}, {"stop_token_ids": [151643, 151645]}),
-    "ignore_eos": ({"ignore_eos": "true"}, {"ignore_eos": True}),
+    "ignore_eos": ({"ignore_eos": "true", "max_tokens": "40"}, {"ignore_eos": True, "max_tokens": 40}),  # bounded: it runs to max_tokens
     "seed": ({"seed": "42"}, {"seed": 42}),
     "n": ({"n": "2"}, {"n": 2}),
     "logprobs": ({"logprobs": "true"}, {"logprobs": True}),
