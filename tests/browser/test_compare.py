@@ -68,6 +68,23 @@ def cell(page, pane):
     return page.locator(f".turn:last-child .pane-cell[data-pane='{pane.public_id}']")
 
 
+def team_comparison(owner, team, panes, **kwargs):
+    """A comparison its owner's team may see (kwargs: compare.new_comparison's)."""
+    comparison = compare.new_comparison(owner, panes, **kwargs)
+    comparison.team, comparison.visibility = team, "team"
+    comparison.save()
+    return comparison
+
+
+def viewer_page(context, live_server_url, user, path):
+    """Another viewer's page: a browser context of its own (its own session), logged in at path, synced."""
+    viewer = context.new_page()
+    viewer.set_default_timeout(10_000)
+    log_in(viewer, live_server_url, user, path)
+    wait_synced(viewer)
+    return viewer
+
+
 @pytest.fixture
 def endpoints(sims):
     return sim_endpoint(sims[0].url, KEY, "sim/qwen3"), sim_endpoint(sims[1].url, KEY, "sim/gemma-4")
@@ -195,9 +212,7 @@ def test_replay_on_another_endpoint_changes_only_the_model(live_server_url, page
 
 def test_teammate_co_views_live_and_an_outsider_gets_404(live_server_url, browser, page, owner, teammate, outsider, team, endpoints):
     a, b = endpoints
-    comparison = compare.new_comparison(owner, [(a, {}), (b, {"temperature": 0.3})], title="Shared comparison")
-    comparison.team, comparison.visibility, comparison.options = team, "team", {"max_tokens": 120}
-    comparison.save()
+    comparison = team_comparison(owner, team, [(a, {}), (b, {"temperature": 0.3})], title="Shared comparison", options={"max_tokens": 120})
     panes = list(comparison.panes.all())
     url = f"/c/{comparison.public_id}/"
     log_in(page, live_server_url, owner, url)
@@ -206,10 +221,7 @@ def test_teammate_co_views_live_and_an_outsider_gets_404(live_server_url, browse
     mate_context = browser.new_context()
     outsider_context = browser.new_context()
     try:
-        mate = mate_context.new_page()
-        mate.set_default_timeout(10_000)
-        log_in(mate, live_server_url, teammate, url)
-        wait_synced(mate)
+        mate = viewer_page(mate_context, live_server_url, teammate, url)
         expect(mate.locator("#composer")).to_have_count(0)
         expect(mate.get_by_text("Read-only: this comparison belongs to alice")).to_be_visible()
 
@@ -267,9 +279,7 @@ def test_pane_changes_reach_a_teammate_and_the_owners_other_tab_without_a_reload
     a teammate's page and the owner's other tab follow each change at once, without a reload, and the
     teammate's page never shows owner controls."""
     a, b = endpoints
-    comparison = compare.new_comparison(owner, [(a, {}), (b, {"temperature": 0.3})], title="Changing panes")
-    comparison.team, comparison.visibility = team, "team"
-    comparison.save()
+    comparison = team_comparison(owner, team, [(a, {}), (b, {"temperature": 0.3})], title="Changing panes")
     url = f"/c/{comparison.public_id}/"
     log_in(page, live_server_url, owner, url)
     wait_synced(page)
@@ -279,10 +289,7 @@ def test_pane_changes_reach_a_teammate_and_the_owners_other_tab_without_a_reload
     wait_synced(other_tab)
     mate_context = browser.new_context()
     try:
-        mate = mate_context.new_page()
-        mate.set_default_timeout(10_000)
-        log_in(mate, live_server_url, teammate, url)
-        wait_synced(mate)
+        mate = viewer_page(mate_context, live_server_url, teammate, url)
         for watcher in (mate, other_tab):  # a reload would lose this
             watcher.evaluate("window.notReloaded = true")
         expect(mate.locator(".pane-head")).to_have_count(2)
@@ -345,19 +352,14 @@ def test_continue_in_the_source_conversation_from_a_live_answer(live_server_url,
     a, _ = endpoints
     source = Conversation.objects.create(owner=owner, endpoint=a, title="The source", team=team, visibility="team")
     question = Message.objects.create(conversation=source, position=0, role="user", content="Name a river")
-    comparison = compare.new_comparison(owner, [(a, {}), (a, {"temperature": 1.1})], title="From the source", source=source)
-    comparison.team, comparison.visibility, comparison.options = team, "team", {"max_tokens": 40}
-    comparison.save()
+    comparison = team_comparison(owner, team, [(a, {}), (a, {"temperature": 1.1})], title="From the source", options={"max_tokens": 40}, source=source)
     panes = list(comparison.panes.all())
     url = f"/c/{comparison.public_id}/"
     log_in(page, live_server_url, owner, url)
     wait_synced(page)
     mate_context = browser.new_context()
     try:
-        mate = mate_context.new_page()
-        mate.set_default_timeout(10_000)
-        log_in(mate, live_server_url, teammate, url)
-        wait_synced(mate)
+        mate = viewer_page(mate_context, live_server_url, teammate, url)
 
         type_and_send(page, "And another one")
         answered(page)
