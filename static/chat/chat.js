@@ -352,14 +352,27 @@
   function hasFocus(control) {
     return control === document.activeElement || !!(control.editorView && control.editorView.hasFocus);
   }
-  function markSeen(form, keep) {
-    panelControls(form).forEach(function (control) {
-      if (!(keep && (changedSinceSeen(control) || hasFocus(control)))) seen.set(control, controlValue(control));
-    });
+  function markSeen(form) {
+    panelControls(form).forEach(function (control) { seen.set(control, controlValue(control)); });
   }
-  function keepsItsValue(node) {
+  function panelControl(node) {
     const control = node.tagName === "OPTION" ? node.closest("select") : node;
-    return !!(control && control.form && control.form.id === "settings-panel" && changedSinceSeen(control));
+    return control && control.name && control.form && control.form.id === "settings-panel" ? control : null;
+  }
+  const kept = new WeakSet(); // controls that kept the user's value in the morph under way
+  function keepsItsValue(node) {
+    const control = panelControl(node);
+    if (!control || !changedSinceSeen(control)) return false;
+    kept.add(control);
+    return true;
+  }
+  // After a morph, a control that took the server's value has been seen with it; one that kept
+  // the user's (changed since, or being typed in) has not.
+  function afterControlMorphed(node) {
+    const control = node.nodeType === 1 && panelControl(node);
+    if (!control || control !== node) return;
+    if (kept.has(control)) kept.delete(control);
+    else if (!hasFocus(control)) seen.set(control, controlValue(control));
   }
   function syncEditor(textarea) {
     const view = textarea.editorView;
@@ -384,7 +397,10 @@
       if ((name === "value" || name === "checked" || name === "selected") && keepsItsValue(node)) return false;
       return true;
     };
-    defaults.callbacks.afterNodeMorphed = function (node) { if (node.editorView) syncEditor(node); };
+    defaults.callbacks.afterNodeMorphed = function (node) {
+      if (node.editorView) syncEditor(node);
+      afterControlMorphed(node);
+    };
   }
   configureMorph(); // idiomorph-ext.min.js is loaded (deferred) before this file
 
@@ -477,12 +493,12 @@
   // A panel request (a save, a preset button) posts the panel: that is what the server has seen.
   document.addEventListener("htmx:beforeRequest", function (event) {
     const form = event.detail.elt.closest && event.detail.elt.closest("#settings-panel");
-    if (form) markSeen(form, false);
+    if (form) markSeen(form);
   });
-  document.addEventListener("DOMContentLoaded", function () { const form = panel(); if (form) markSeen(form, false); });
+  document.addEventListener("DOMContentLoaded", function () { const form = panel(); if (form) markSeen(form); });
   document.addEventListener("htmx:afterSettle", function (event) {
     const target = event.target;
-    if (target.id === "settings-panel") { markSeen(target, true); applyPanelFilter(); afterPanelSwap(target); refreshNextRequestSoon(); }
+    if (target.id === "settings-panel") { applyPanelFilter(); afterPanelSwap(target); refreshNextRequestSoon(); }
     if (target.id === "messages") { addCopyButtons(target); scrollToEnd(false); refreshNextRequestSoon(); }
   });
 
