@@ -50,6 +50,9 @@ MAX_ERROR_BODY = 64 * 1024  # enough for any error message; gateways can send bi
 MAX_METRICS_BODY = 4 * 1024 * 1024  # vLLM's is ~60 KB; a histogram-heavy server stays far below
 MAX_CACHED_CLIENTS = 32
 MAX_CONNECTIONS = 2000  # per endpoint: one per concurrent stream
+# A read at least this large means the stream is ahead of its consumer: no pause before the next
+# (stream_chat's pace). Paced tokens are ~200 bytes each; the transport reads up to 16 KB at once.
+PACE_BELOW = 4096
 
 
 class UpstreamClient:
@@ -184,9 +187,11 @@ class UpstreamClient:
         if the stream stops before `[DONE]`, UpstreamStreamError for an error
         inside the stream, and the other UpstreamErrors as usual.
 
-        `pace`, if given, is awaited after the events of each read, before the next read: a
+        `pace`, if given, is awaited after the events of a read, before the next read: a
         consumer that shows tokens in batches reads them in batches (whatever arrived meanwhile
         waits in the connection's buffer), and each read's fixed cost is paid once per batch.
+        Not after a large read (PACE_BELOW bytes or more): the upstream is ahead of the consumer,
+        and a pause per read would cap a fast stream at one read's worth per batch.
         """
         if body.get("stream") is not True:
             raise ValueError('stream_chat() needs "stream": true in the body; use create_chat() otherwise')
@@ -203,7 +208,7 @@ class UpstreamClient:
                         parser.check()  # an error after this batch's good events
                         if parser.done:
                             return
-                        if pace is not None:
+                        if pace is not None and len(piece) < PACE_BELOW:
                             await pace()
                 except httpx.HTTPError as error:
                     raise self._mapped(error, "stream") from None

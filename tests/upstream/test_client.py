@@ -80,6 +80,14 @@ class FakeVLLM:
             await asyncio.sleep(0.02)
         watcher.cancel()
 
+    async def mode_flood(self, count, send, receive, headers):
+        """`count` chunks as fast as the socket takes them, then [DONE]."""
+        await start(send, 200, "text/event-stream")
+        piece = sse(chunk(choice(content="token ")), done=False)
+        for _ in range(int(count) // 100):
+            await send_body(send, piece * 100, more=True)
+        await send_body(send, b"data: [DONE]\n\n")
+
     async def mode_cut(self, _, send, receive, headers):
         """Ends the stream cleanly but without [DONE]."""
         body = transcripts()["03a_stream_include_usage"].body
@@ -514,6 +522,21 @@ async def test_closed_client_reopens_and_errors_are_upstream_errors(server):
     await client.aclose()
     assert issubclass(UpstreamTimeout, UpstreamError)
 
+
+
+async def test_pace_is_skipped_while_the_stream_is_ahead_of_its_reader(server):
+    """A fast upstream (large reads) is read on without pausing: a pause per read capped a
+    16,000-token stream at one 16 KB read per batch, about 2,000 tokens/s."""
+    paces = []
+
+    async def pace():
+        paces.append(1)
+        await asyncio.sleep(0.04)
+
+    async with UpstreamClient(f"{server}/flood/10000") as client:
+        deltas = [e async for e in client.stream_chat(STREAM_BODY, pace=pace) if isinstance(e, ContentDelta)]
+    assert len(deltas) == 10000
+    assert len(paces) < 10  # only after the odd small read (a 16 KB read holds ~100 tokens: 100 reads)
 
 
 async def test_pace_between_reads_batches_the_tokens_and_a_cancel_there_closes_the_connection(server):
