@@ -119,6 +119,17 @@ def chips(overrides: dict) -> list[str]:
     return [f"{name} {_show(value)}" for name, value in overrides.items()]
 
 
+def shared_chips(conversation: Conversation) -> list[str]:
+    """The comparison's own settings as chips: its options, its tools by name, its response format."""
+    shown = chips(conversation.options)
+    names = [t.get("function", {}).get("name", "?") for t in conversation.tools or [] if isinstance(t, dict)]
+    if names:
+        shown.append("tools " + ", ".join(names))
+    if isinstance(conversation.response_format, dict):
+        shown.append(f"response_format {conversation.response_format.get('type', '?')}")
+    return shown
+
+
 def overrides_text(overrides: dict) -> str:
     """The overrides as they are typed (to edit them again)."""
     return ", ".join(f"{name}={_show(value) if not isinstance(value, str) else json.dumps(value)}" for name, value in overrides.items())

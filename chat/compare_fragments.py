@@ -58,7 +58,7 @@ class Board:
         # The viewer (also for the socket's renders, which have no request): answers' owner-only actions.
         return {"board": self, "conversation": self.conversation, "can_edit": self.can_edit, "panes": self.panes,
                 "answered_calls": (), "user": self.user, "max_panes": compare.MAX_PANES,
-                "shared_chips": compare.chips(self.conversation.options)}
+                "shared_chips": compare.shared_chips(self.conversation)}
 
 
 def board(board: Board) -> str:

@@ -18,6 +18,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from chat import compare, liveness
 from chat.compare_fragments import Board
 from chat.forms import EndpointChoiceField, default_endpoint
+from chat.panel import JSONField
+from chat.upstream.options import OptionError, validate_value
 from chat.models import Completion, Conversation, Endpoint, Message
 from chat.views import visible_completion, visible_conversation
 
@@ -84,10 +86,29 @@ class SharedSettingsForm(forms.Form):
     system_prompt = forms.CharField(required=False, max_length=200_000, widget=forms.Textarea(attrs={"rows": 3}), label="System prompt")
     options = OverridesField(label="Settings for every pane", widget=forms.Textarea(attrs={
         "rows": 2, "spellcheck": "false", "placeholder": "e.g. max_tokens=256, logprobs=true, top_logprobs=5"}))
+    # Tools and a response format are JSON, as in a conversation's panel, and checked as a send checks them.
+    tools = JSONField(label="Tools", rows=5, help_text="A JSON list of {type: function, function: {name, description, parameters}}; blank: none.")
+    response_format = JSONField(label="Response format", rows=3, help_text='e.g. {"type": "json_object"}; blank: none.')
+
+    def _checked(self, name: str):
+        value = self.cleaned_data.get(name)
+        if value is None:
+            return None
+        try:
+            return validate_value(name, value)
+        except OptionError as e:
+            raise forms.ValidationError(e.message) from None
+
+    def clean_tools(self):
+        return self._checked("tools") or []
+
+    def clean_response_format(self):
+        return self._checked("response_format")
 
 
 def shared_form(conversation: Conversation) -> SharedSettingsForm:
-    return SharedSettingsForm(initial={"system_prompt": conversation.system_prompt, "options": compare.overrides_text(conversation.options)})
+    return SharedSettingsForm(initial={"system_prompt": conversation.system_prompt, "options": compare.overrides_text(conversation.options),
+                                       "tools": conversation.tools or None, "response_format": conversation.response_format})
 
 
 ROWS = compare.MAX_PANES
@@ -155,7 +176,7 @@ def page_context(request: HttpRequest, conversation: Conversation, **forms_) -> 
         "pane_form": forms_.get("pane_form") or PaneForm(initial=initial, user=user, prefix="pane"),
         "sweep_form": forms_.get("sweep_form") or SweepForm(initial=initial, user=user, prefix="sweep"),
         "shared_form": forms_.get("shared_form") or shared,
-        "shared_chips": compare.chips(conversation.options),
+        "shared_chips": compare.shared_chips(conversation),
         "source": source if source_editable else None, "max_panes": compare.MAX_PANES,
         "tools_error": forms_.get("tools_error", ""),
         # A replay saved by Replay on…: this page starts it over its socket (compare.js).
@@ -267,9 +288,9 @@ def shared_settings(request: HttpRequest, public_id) -> HttpResponse:
     form = SharedSettingsForm(request.POST)
     if not form.is_valid():
         return page(request, conversation, 400, shared_form=form)
-    conversation.system_prompt = form.cleaned_data["system_prompt"]
-    conversation.options = form.cleaned_data["options"]
-    conversation.save(update_fields=["system_prompt", "options", "updated_at"])
+    for name in ("system_prompt", "options", "tools", "response_format"):
+        setattr(conversation, name, form.cleaned_data[name])
+    conversation.save(update_fields=["system_prompt", "options", "tools", "response_format", "updated_at"])
     announce(conversation)
     return redirect("chat:conversation", public_id=conversation.public_id)
 

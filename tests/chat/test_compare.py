@@ -573,3 +573,36 @@ async def test_a_socket_drawn_answer_offers_continue_in_the_source_to_its_owner_
     await database_sync_to_async(client.force_login)(teammate)
     page = (await database_sync_to_async(client.get)(f"/c/{comparison.public_id}/")).content.decode()
     assert page.count("in a new conversation") == 2 and "in the source conversation" not in page
+
+
+async def test_shared_tools_and_response_format_go_to_every_pane_and_bad_json_is_named(client, owner, teammate, three_panes, sims):
+    """The comparison's tools and response format (JSON, checked as a send checks them) go with
+    every pane's request; a bad value is refused by name, the text kept, nothing changed."""
+    await database_sync_to_async(client.force_login)(owner)
+    post = database_sync_to_async(client.post)
+    url = f"/c/{three_panes.public_id}/compare/settings"
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}]
+    bad = await post(url, {"system_prompt": "", "options": "max_tokens=60", "tools": '[{"type": "nope"}]', "response_format": ""})
+    page = bad.content.decode()
+    assert bad.status_code == 400 and "each tool must be" in page and "{&quot;type&quot;: &quot;nope&quot;}" in page
+    broken = await post(url, {"system_prompt": "", "options": "max_tokens=60", "tools": "", "response_format": '{"type": '})
+    assert broken.status_code == 400 and "not valid JSON" in broken.content.decode()
+    await database_sync_to_async(three_panes.refresh_from_db)()
+    assert three_panes.tools == [] and three_panes.response_format is None
+
+    saved = await post(url, {"system_prompt": "", "options": "max_tokens=60", "tools": json.dumps(tools),
+                             "response_format": '{"type": "json_object"}'})
+    assert saved.status_code == 302
+    mine = (await database_sync_to_async(client.get)(f"/c/{three_panes.public_id}/")).content.decode()
+    assert "&quot;get_weather&quot;" in mine and "&quot;json_object&quot;" in mine  # the owner's form shows them
+    await database_sync_to_async(client.force_login)(teammate)
+    shown = (await database_sync_to_async(client.get)(f"/c/{three_panes.public_id}/")).content.decode()
+    assert "tools get_weather" in shown and "response_format json_object" in shown  # a viewer's shared chips
+    panes = await database_sync_to_async(lambda: list(three_panes.panes.all()))()
+    socket = await connect(owner, three_panes)
+    await send(socket, action="send", content="Weather?")
+    await frames_until(socket, lambda fs: idle_count(fs, panes) >= 3)
+    await socket.disconnect()
+    received = bodies(sims[0]) + bodies(sims[1])
+    assert len(received) == 3
+    assert all(b["tools"] == tools and b["response_format"] == {"type": "json_object"} for b in received)
