@@ -189,6 +189,10 @@ def _lease_alive(run_id: int, worker: str, beat: str) -> bool:
     return when is not None and liveness._alive(worker, when)
 
 
+class WorkerGone(RuntimeError):
+    """What a dead worker's task is marked failed with (chat.batch.recover)."""
+
+
 def recover(runs=None) -> int:
     """Take up again the unfinished runs none of whose workers is alive: their rows left running
     go back to pending (their unfinished attempts deleted) and the run is queued again. Idempotent
@@ -214,6 +218,9 @@ def recover(runs=None) -> int:
             orphans = list(run.results.filter(status=BatchResult.Status.RUNNING))
             stale = orphans  # no lease is alive
             _release(stale, cancelled=run.status == BatchRun.Status.CANCELLED)
+            # django-tasks-db leaves a dead worker's task RUNNING for ever: say what became of it.
+            for task in DBTaskResult.objects.filter(task_path=execute.module_path, args_kwargs__kwargs__run_id=run.pk, status="RUNNING"):
+                task.set_failed(WorkerGone(f"The worker running batch run {run.public_id} stopped; the run was taken up again."))
             run.leases = {}
             if run.status == BatchRun.Status.CANCELLED:
                 run.save(update_fields=["leases", "updated_at"])

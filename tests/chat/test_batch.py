@@ -238,6 +238,8 @@ def test_rows_left_running_by_a_dead_worker_are_run_again_once(owner, endpoints,
     assert BatchResult.objects.filter(run=run, status="pending").count() == 4
     assert not Message.objects.filter(conversation=run.conversation).exists()
     assert DBTaskResult.objects.filter(status="READY", args_kwargs__kwargs__run_id=run.pk).count() == 1
+    dead_task = DBTaskResult.objects.get(args_kwargs__kwargs__run_id=run.pk, status="FAILED")  # not RUNNING for ever
+    assert dead_task.exception_class_path == "chat.batch.WorkerGone" and "taken up again" in dead_task.traceback
     assert batch.recover() == 0  # idempotent
 
     run_now(run)
