@@ -490,10 +490,11 @@
     }, true);
   });
 
-  // A panel request (a save, a preset button) posts the panel: that is what the server has seen.
+  // A save posts the panel and stores it: that is what the server has seen. (The preset buttons
+  // apply to what is stored and ignore what they post: a field changed meanwhile keeps its value
+  // through their answer, and the save it is due then posts it with the preset's changes.)
   document.addEventListener("htmx:beforeRequest", function (event) {
-    const form = event.detail.elt.closest && event.detail.elt.closest("#settings-panel");
-    if (form) markSeen(form);
+    if (event.detail.elt.id === "settings-panel") markSeen(event.detail.elt);
   });
   document.addEventListener("DOMContentLoaded", function () { const form = panel(); if (form) markSeen(form); });
   document.addEventListener("htmx:afterSettle", function (event) {

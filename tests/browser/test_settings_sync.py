@@ -171,6 +171,28 @@ def test_a_change_made_while_a_preset_answer_is_on_its_way_is_kept_and_sent(live
     assert [t["function"]["name"] for t in sent["tools"]] == ["get_weather"]
 
 
+def test_a_field_typed_just_before_a_preset_button_keeps_its_value_and_both_are_sent(live_server_url, page, owner, sim):
+    """The preset buttons apply to the stored settings: a field typed just before one (its save not
+    yet made) keeps what was typed through the preset's answer, and the save that follows carries it
+    with the preset's values."""
+    open_page(page, live_server_url, owner, sim)
+    seed, temperature = page.locator("#id_seed"), page.locator("#id_temperature")
+    cdp = slow_network(page, 1000)
+    retype(seed, "7")
+    page.get_by_role("button", name="Thinking preset").click()  # leaving seed; its save waits for the preset's answer
+    expect(temperature).to_have_value("0.6", timeout=10_000)  # the preset's answer has landed
+    assert seed.input_value() == "7"
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    expect(page.locator("#panel-status")).to_contain_text("Saved", timeout=10_000)
+    expect(seed).to_have_value("7")
+    compose(page, "Think about it")
+    page.keyboard.press("Enter")
+    wait_idle(page, 1)
+    sent = chat_requests(sim)[-1]
+    assert sent["seed"] == 7 and sent["temperature"] == 0.6 and sent["max_tokens"] == 1024
+    assert sent["chat_template_kwargs"] == {"enable_thinking": True}
+
+
 def test_an_invalid_field_blocks_send_and_run_and_is_shown(live_server_url, page, owner, sim):
     conversation = open_page(page, live_server_url, owner, sim)
     open_group(page, "penalties")
