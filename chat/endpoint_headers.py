@@ -101,10 +101,8 @@ def for_display(endpoint, conversation_headers: dict | None, sent: dict | None =
     `sent`: the endpoint's headers a completion recorded (recorded()); without it, the endpoint's now."""
     from chat.upstream.headers import merged
 
-    if isinstance(sent, dict):
-        own, secret = dict(sent.get("headers") or {}), {str(name).lower() for name in sent.get("secret") or []}
-    else:
-        own = shown(endpoint) if endpoint is not None else {}
-        secret = {name.lower() for name in secret_names(endpoint)} if endpoint is not None else set()
+    if not isinstance(sent, dict):
+        sent = recorded(endpoint) if endpoint is not None else {}
+    own, secret = dict(sent.get("headers") or {}), {str(name).lower() for name in sent.get("secret") or []}
     extra = conversation_headers if isinstance(conversation_headers, dict) else {}
     return [(name, value, name.lower() in secret) for name, value in merged(own, extra).items()]

@@ -14,6 +14,7 @@
 
   function byId(id) { return document.getElementById(id); }
   function panel() { return byId("settings-panel"); }
+  const NAMED_CONTROLS = "input[name], select[name], textarea[name]"; // what a form posts
   function streaming() {
     const status = byId("stream-status");
     return !!status && status.dataset.state === "streaming";
@@ -338,14 +339,13 @@
   // and show what the server returned unless the user changed it since.
   //
   // "Changed since": every control's value as the server last saw it, i.e. as posted by the last
-  // panel request or shown by the last swap. A control the user changed after that keeps its
+  // save or shown by the last morph. A control the user changed after that keeps its
   // value when a swap lands (an earlier save's answer, a teammate's change): its own save is due
   // and carries that value, so the panel never shows less than what the next request sends.
   const seen = new WeakMap();
   function controlValue(control) {
     return control.type === "checkbox" || control.type === "radio" ? String(control.checked) : control.value;
   }
-  function panelControls(form) { return form.querySelectorAll("input[name], select[name], textarea[name]"); }
   function changedSinceSeen(control) {
     return seen.has(control) && seen.get(control) !== controlValue(control);
   }
@@ -353,7 +353,7 @@
     return control === document.activeElement || !!(control.editorView && control.editorView.hasFocus);
   }
   function markSeen(form) {
-    panelControls(form).forEach(function (control) { seen.set(control, controlValue(control)); });
+    form.querySelectorAll(NAMED_CONTROLS).forEach(function (control) { seen.set(control, controlValue(control)); });
   }
   function panelControl(node) {
     const control = node.tagName === "OPTION" ? node.closest("select") : node;
@@ -445,7 +445,7 @@
     return field.dataset.search;
   }
   function isModified(field) {
-    return Array.from(field.querySelectorAll("input[name], select[name], textarea[name]")).some(function (control) {
+    return Array.from(field.querySelectorAll(NAMED_CONTROLS)).some(function (control) {
       if (control.type === "checkbox" || control.type === "radio") return control.checked;
       return control.value.trim() !== "";
     });

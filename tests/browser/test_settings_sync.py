@@ -73,6 +73,18 @@ def is_save(request) -> bool:
     return request.method == "POST" and request.url.endswith("/settings")
 
 
+def send_and_read(page, sim, text: str) -> dict:
+    """Type `text`, press Enter, wait for the answer: the request body the simulator received."""
+    compose(page, text)
+    page.keyboard.press("Enter")
+    wait_idle(page, 1)
+    return chat_requests(sim)[-1]
+
+
+def normal_network(cdp) -> None:
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+
+
 def slow_network(page, latency_ms: int):
     cdp = page.context.new_cdp_session(page)
     cdp.send("Network.enable")
@@ -104,14 +116,11 @@ def test_typing_while_an_autosave_lands_keeps_the_value_the_focus_and_the_open_g
     expect(group(page, "sampling")).to_have_attribute("open", "")
     assert saved_options(conversation)["seed"] == 7 and saved_options(conversation)["top_p"] == 0.8
 
-    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    normal_network(cdp)
     page.locator("#settings-panel h2").click()  # leaving top_p saves what was typed
     until(lambda: saved_options(conversation).get("top_p") == 0.6)
     expect(top_p).to_have_value("0.6")
-    compose(page, "Hello")
-    page.keyboard.press("Enter")
-    wait_idle(page, 1)
-    sent = chat_requests(sim)[-1]
+    sent = send_and_read(page, sim, "Hello")
     assert sent["top_p"] == 0.6 and sent["seed"] == 7
 
 
@@ -160,13 +169,10 @@ def test_a_change_made_while_a_preset_answer_is_on_its_way_is_kept_and_sent(live
     assert system_prompt.input_value() == "Be brief."  # at the moment the preset's answer landed
     expect(editor).to_have_count(1)
 
-    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    normal_network(cdp)
     expect(page.locator("#panel-status")).to_contain_text("Saved", timeout=10_000)
     expect(system_prompt).to_have_value("Be brief.")
-    compose(page, "Weather?")
-    page.keyboard.press("Enter")
-    wait_idle(page, 1)
-    sent = chat_requests(sim)[-1]
+    sent = send_and_read(page, sim, "Weather?")
     assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
     assert [t["function"]["name"] for t in sent["tools"]] == ["get_weather"]
 
@@ -182,13 +188,10 @@ def test_a_field_typed_just_before_a_preset_button_keeps_its_value_and_both_are_
     page.get_by_role("button", name="Thinking preset").click()  # leaving seed; its save waits for the preset's answer
     expect(temperature).to_have_value("0.6", timeout=10_000)  # the preset's answer has landed
     assert seed.input_value() == "7"
-    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    normal_network(cdp)
     expect(page.locator("#panel-status")).to_contain_text("Saved", timeout=10_000)
     expect(seed).to_have_value("7")
-    compose(page, "Think about it")
-    page.keyboard.press("Enter")
-    wait_idle(page, 1)
-    sent = chat_requests(sim)[-1]
+    sent = send_and_read(page, sim, "Think about it")
     assert sent["seed"] == 7 and sent["temperature"] == 0.6 and sent["max_tokens"] == 1024
     assert sent["chat_template_kwargs"] == {"enable_thinking": True}
 
@@ -292,10 +295,7 @@ def test_stream_off_clears_stream_options_and_says_so(live_server_url, page, own
     expect(group(page, "streaming")).to_have_attribute("open", "")
     until(lambda: saved_options(conversation).get("stream") is False)
     assert "stream_options" not in saved_options(conversation)
-    compose(page, "Hello")
-    page.keyboard.press("Enter")
-    wait_idle(page, 1)
-    sent = chat_requests(sim)[-1]
+    sent = send_and_read(page, sim, "Hello")
     assert sent["stream"] is False and "stream_options" not in sent
 
 
