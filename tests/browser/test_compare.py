@@ -384,3 +384,41 @@ def test_continue_in_the_source_conversation_from_a_live_answer(live_server_url,
         assert thread[1].parent_id == question.pk and thread[1].completion_id == second.completion_id
     finally:
         mate_context.close()
+
+
+def test_shared_tools_and_response_format_typed_in_the_page_go_to_every_pane(live_server_url, page, owner, endpoints, sims):
+    a, b = endpoints
+    comparison = compare.new_comparison(owner, [(a, {}), (b, {})], title="Tools on both", options={"max_tokens": 40})
+    log_in(page, live_server_url, owner, f"/c/{comparison.public_id}/")
+    wait_synced(page)
+    tools_editor = page.locator("#id_tools + .cm-editor .cm-content")
+    format_editor = page.locator("#id_response_format + .cm-editor .cm-content")
+    tools_editor.click()
+    tools_editor.press_sequentially('[{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}]', delay=5)
+    format_editor.click()
+    format_editor.press_sequentially('{"type": "xml"}', delay=10)
+    page.locator("#shared-form").get_by_role("button", name="Save").click()
+    # Refused by name, what was typed kept, nothing stored.
+    expect(page.locator("#shared-fields .error")).to_contain_text("type must be one of")
+    expect(page.locator("#id_response_format + .cm-editor .cm-content")).to_contain_text('"xml"')
+    expect(page.locator("#id_tools + .cm-editor .cm-content")).to_contain_text('"get_time"')
+    comparison.refresh_from_db()
+    assert comparison.tools == [] and comparison.response_format is None
+
+    format_editor = page.locator("#id_response_format + .cm-editor .cm-content")
+    format_editor.click()
+    page.keyboard.press("Control+a")
+    format_editor.press_sequentially('{"type": "json_object"}', delay=10)
+    page.locator("#shared-form").get_by_role("button", name="Save").click()
+    wait_synced(page)
+    expect(page.locator("#shared-fields .error")).to_have_count(0)
+    type_and_send(page, "What time is it?")
+    answered(page)
+    # The page (not reloaded since the send) shows what every pane sent.
+    expect(page.locator("#id_tools + .cm-editor .cm-content")).to_contain_text('"get_time"')
+    expect(page.locator("#id_response_format + .cm-editor .cm-content")).to_contain_text('"json_object"')
+    sent = chat_bodies(sims[0]) + chat_bodies(sims[1])
+    assert len(sent) == 2
+    for body in sent:
+        assert [t["function"]["name"] for t in body["tools"]] == ["get_time"]
+        assert body["response_format"] == {"type": "json_object"}
